@@ -1,0 +1,41 @@
+"""High-level inference API: build a model from a config + checkpoint and restore videos / frame folders."""
+
+from .inference import (
+    CheckpointError,
+    CheckpointMismatchError,
+    FrameSource,
+    FrameSourceError,
+    InferenceError,
+    InferenceResult,
+    OutputPathError,
+    check_output_path,
+    describe_checkpoint_mismatch,
+    init_model,
+    is_video_output,
+    read_frame_source,
+    resolve_device,
+    restoration_video_inference,
+    restore_video_frames,
+    synthetic_frame_source,
+    window_indices,
+)
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "FrameSource",
+    "FrameSourceError",
+    "InferenceError",
+    "InferenceResult",
+    "OutputPathError",
+    "check_output_path",
+    "describe_checkpoint_mismatch",
+    "init_model",
+    "is_video_output",
+    "read_frame_source",
+    "resolve_device",
+    "restoration_video_inference",
+    "restore_video_frames",
+    "synthetic_frame_source",
+    "window_indices",
+]

@@ -1,0 +1,579 @@
+"""Inference API: build a restorer from a config, read frames, restore them streaming, write the result.
+
+* :func:`init_model` builds ``cfg.model`` and loads an (official-layout) checkpoint strictly;
+* :func:`read_frame_source` opens a folder of image frames or any ffmpeg-readable video lazily;
+* :func:`restore_video_frames` restores frames chunk by chunk (recurrent) or window by window
+  (sliding window) and yields RGB uint8 output frames, holding only a chunk / window in memory;
+* :func:`restoration_video_inference` writes a folder of PNG frames or an x264 video, atomically.
+
+Every error meant for a user is an :class:`InferenceError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.runner.checkpoint import load_checkpoint
+from torch import nn
+from tqdm import tqdm
+
+from basicvsr_archival.registry import MODELS
+from basicvsr_archival.utils.ffmpeg import (
+    MediaError,
+    VideoInputError,
+    VideoWriter,
+    ffmpeg_exe,
+    iter_video_frames,
+    probe_video,
+)
+
+PathLike = str | os.PathLike
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mkv")
+FOLDER_FPS = Fraction(25)  # frame rate given to a folder of frames (and to a video written from one)
+PRECISIONS = ("fp32", "fp16", "bf16")
+_MAX_LISTED_KEYS = 3
+
+
+class InferenceError(Exception):
+    """A user-facing inference failure; its message is one line naming the file and the problem."""
+
+
+class CheckpointError(InferenceError):
+    """A checkpoint file is missing or is not a readable PyTorch checkpoint."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's parameter names or shapes do not fit the model built from the config."""
+
+
+class FrameSourceError(InferenceError, ValueError):
+    """An input folder / video is missing, empty or unreadable."""
+
+
+class OutputPathError(InferenceError, ValueError):
+    """An output path is unusable, e.g. it would overwrite the input."""
+
+
+# ---------------------------------------------------------------------------------------- model
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` -> 'cuda' if available else 'cpu'; validate 'cpu', 'cuda' or 'cuda:N' (InferenceError)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InferenceError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InferenceError(f"unsupported device {device!r}: use cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InferenceError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InferenceError(
+                f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)"
+            )
+    return dev
+
+
+def _load_config(config: PathLike | Config) -> Config:
+    """Return ``config`` as an mmengine ``Config`` (read from a file path if needed)."""
+    if isinstance(config, Config):
+        return config
+    path = Path(config)
+    if not path.is_file():
+        raise InferenceError(f"{path}: config file not found")
+    try:
+        return Config.fromfile(str(path))
+    except Exception as exc:  # mmengine raises many kinds (SyntaxError, KeyError, ...)
+        raise InferenceError(f"{path}: cannot read config ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """First non-empty line of an exception's message (type name if it has none)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, KeyError | IndexError | EOFError) or not lines:  # terse messages: add the type
+        return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return lines[0]
+
+
+def _checkpoint_state_dict(path: Path) -> dict[str, Any]:
+    """The state dict of a checkpoint file as mmengine sees it ('state_dict' entry, 'module.' stripped)."""
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except Exception as exc:  # torch.load raises UnpicklingError, RuntimeError, KeyError, EOFError, ...
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: checkpoint holds no state dict (got {type(ckpt).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _listed(keys: list[str]) -> str:
+    """The first few keys, comma-separated, with an ellipsis if there are more."""
+    more = ", ..." if len(keys) > _MAX_LISTED_KEYS else ""
+    return ", ".join(keys[:_MAX_LISTED_KEYS]) + more
+
+
+def describe_checkpoint_mismatch(model: nn.Module, checkpoint: PathLike) -> str | None:
+    """One line telling how the checkpoint's keys/shapes differ from ``model``'s, or None if they fit."""
+    path = Path(checkpoint)
+    ckpt = _checkpoint_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in ckpt]
+    unexpected = [k for k in ckpt if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(ckpt[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in ckpt and hasattr(ckpt[k], "shape") and tuple(ckpt[k].shape) != tuple(own[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({_listed(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches ({_listed(shapes)})")
+    hint = ""
+    if missing and ckpt and all(f"generator.{k}" in own for k in ckpt):
+        hint = " - looks like a bare generator state dict: save it with the 'generator.' key prefix"
+    return f"{path}: checkpoint does not fit the model of the config: " + "; ".join(parts) + hint
+
+
+def init_model(
+    config: PathLike | Config, checkpoint: PathLike | None = None, device: str | torch.device | None = None
+) -> nn.Module:
+    """Build ``cfg.model`` from a config, load ``checkpoint`` strictly, move to ``device``, set eval mode.
+
+    ``checkpoint=None`` keeps the random initialisation. A checkpoint whose keys or shapes do not fit
+    the config raises :class:`CheckpointMismatchError`. The config is stored as ``model.cfg``.
+    """
+    import basicvsr_archival.models  # noqa: F401  (registers BasicVSR, BasicVSRPlusPlus, ... in MODELS)
+
+    cfg = _load_config(config)
+    dev = resolve_device(device)
+    if "model" not in cfg:
+        raise InferenceError(f"{getattr(cfg, 'filename', None) or 'config'}: has no 'model' entry")
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint file not found")
+        try:
+            load_checkpoint(model, str(path), map_location="cpu", strict=True, logger="silent")
+        except Exception as exc:  # mmengine: RuntimeError for mismatches, pickle/OS errors for bad files
+            mismatch = describe_checkpoint_mismatch(model, path)  # raises CheckpointError if unreadable
+            if mismatch is not None:
+                raise CheckpointMismatchError(mismatch) from None
+            raise CheckpointError(f"{path}: cannot load checkpoint ({_first_line(exc)})") from exc
+    model.cfg = cfg
+    model.to(dev)
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------------------- frame sources
+@dataclass
+class FrameSource:
+    """A lazily read sequence of RGB uint8 ``(H, W, 3)`` frames; iterate it (again) to read them."""
+
+    description: str  # the input path, or a description of generated frames
+    kind: str  # 'frames' (image folder), 'video' or 'generated'
+    num_frames: int  # exact for folders; the container's count for videos
+    fps: Fraction
+    width: int
+    height: int
+    names: list[str] = field(default_factory=list)  # input frame file names (folders only)
+    path: Path | None = None
+    _open: Callable[[], Iterator[np.ndarray]] | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Read the frames from the start."""
+        if self._open is None:
+            raise RuntimeError("FrameSource has no reader")
+        return self._open()
+
+    def __len__(self) -> int:
+        """Number of frames (the container's count for videos)."""
+        return self.num_frames
+
+    def output_name(self, index: int) -> str:
+        """PNG file name of output frame ``index``: the input frame's stem, or ``%08d.png`` for videos."""
+        if index < len(self.names):
+            return Path(self.names[index]).stem + ".png"
+        return f"{index:08d}.png"
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """Read one image file as RGB uint8 (H, W, 3) or raise FrameSourceError."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FrameSourceError(f"{path}: cannot read image (missing, corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _folder_source(folder: Path) -> FrameSource:
+    """FrameSource of the image frames in ``folder``, sorted by file name."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise FrameSourceError(f"{folder}: no image frames ({'/'.join(IMAGE_EXTENSIONS)}) in this folder")
+    stems: dict[str, Path] = {}
+    for p in files:
+        if p.stem in stems:
+            raise FrameSourceError(f"{p}: same name as {stems[p.stem].name}: output frame names would clash")
+        stems[p.stem] = p
+    first = _read_image(files[0])
+    height, width = first.shape[:2]
+
+    def frames() -> Iterator[np.ndarray]:
+        for p in files:
+            img = _read_image(p)
+            if img.shape[:2] != (height, width):
+                size = f"{img.shape[1]}x{img.shape[0]}"
+                raise FrameSourceError(
+                    f"{p}: frame size {size} differs from the first frame {width}x{height}"
+                )
+            yield img
+
+    return FrameSource(
+        str(folder), "frames", len(files), FOLDER_FPS, width, height, [p.name for p in files], folder, frames
+    )
+
+
+def read_frame_source(path: PathLike) -> FrameSource:
+    """Open a folder of image frames (png/jpg/jpeg/bmp, sorted by name) or an ffmpeg-readable video."""
+    p = Path(path)
+    if p.is_dir():
+        try:
+            return _folder_source(p)
+        except PermissionError:
+            raise FrameSourceError(f"{p}: folder is not readable (permission denied)") from None
+    if not p.exists():
+        raise FrameSourceError(f"{p}: no such file or folder")
+    try:
+        info = probe_video(p)
+    except (MediaError, OSError) as exc:
+        raise FrameSourceError(_first_line(exc)) from None
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            yield from iter_video_frames(p)
+        except VideoInputError as exc:
+            raise FrameSourceError(_first_line(exc)) from None
+
+    return FrameSource(str(p), "video", info.num_frames, info.fps, info.width, info.height, [], p, frames)
+
+
+def synthetic_frame_source(
+    num_frames: int = 12, width: int = 160, height: int = 96, fps: int = 25
+) -> FrameSource:
+    """Frames generated by ffmpeg's ``testsrc2`` pattern (moving, colourful): a built-in demo input."""
+    if num_frames < 1 or width < 16 or height < 16:
+        raise ValueError(
+            f"synthetic source needs >= 1 frame of >= 16x16, got {num_frames} of {width}x{height}"
+        )
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi"]
+    cmd += ["-i", f"testsrc2=size={width}x{height}:rate={fps}", "-frames:v", str(num_frames)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = width * height * 3
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            done = subprocess.run(cmd, check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            stderr = getattr(exc, "stderr", b"") or b""
+            detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [_first_line(exc)]
+            raise FrameSourceError(f"generating testsrc2 frames with {cmd[0]} failed: {detail[0]}") from None
+        data = np.frombuffer(done.stdout, np.uint8)
+        count = data.size // frame_bytes
+        yield from data[: count * frame_bytes].reshape(count, height, width, 3)
+
+    desc = "synthetic frames (ffmpeg testsrc2)"
+    return FrameSource(desc, "generated", num_frames, Fraction(fps), width, height, [], None, frames)
+
+
+# ---------------------------------------------------------------------------------------- restoration
+def _autocast(precision: str, device: torch.device) -> Any:
+    """Context manager running the model in ``precision`` ('fp32' = plain float32)."""
+    if precision not in PRECISIONS:
+        raise InferenceError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=dtype)
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=dtype)
+    raise InferenceError("precision fp16 needs a CUDA device: use bf16 or fp32 on the CPU")
+
+
+def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Stack RGB uint8 (H, W, 3) frames into a float (1, t, 3, H, W) tensor in [0, 1] on ``device``."""
+    h, w = frames[0].shape[:2]
+    for frame in frames:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape != (h, w, 3):
+            raise InferenceError(
+                f"frames must be uint8 ({h}, {w}, 3) like the first, got {frame.dtype} {frame.shape}"
+            )
+    batch = torch.from_numpy(np.stack(frames)).to(device)  # uint8 (t, H, W, 3): 4x less to transfer
+    return batch.permute(0, 3, 1, 2).unsqueeze(0).float().div_(255.0)
+
+
+def _to_frames(output: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) model output in [0, 1] -> RGB uint8 (t, H, W, 3) numpy frames."""
+    out = output.detach().float().reshape(-1, *output.shape[-3:])
+    out = out.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+    return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def _run_model(model: nn.Module, lq: torch.Tensor) -> torch.Tensor:
+    """Model output (n, t, 3, H, W) (or (n, 3, H, W) for single-frame models) for ``lq`` (n, t, 3, h, w)."""
+    if isinstance(model, BaseModel):
+        return model(lq, mode="tensor")
+    return model(lq)
+
+
+def _chunks(frames: Iterable[np.ndarray], size: int | None) -> Iterator[list[np.ndarray]]:
+    """Consecutive lists of ``size`` frames (all frames in one list if ``size`` is None)."""
+    chunk: list[np.ndarray] = []
+    for frame in frames:
+        chunk.append(frame)
+        if size is not None and len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def window_indices(t: int, half: int, total: int | None) -> list[int]:
+    """Input frame indices of the sliding window centred on frame ``t`` (``2 * half + 1`` of them).
+
+    Outside the sequence the indices follow the official ``pad_sequence`` of MMEditing's
+    ``restoration_video_inference`` (a mirror that skips the edge frame: ``-k -> half + k`` and
+    ``total - 1 + k -> total - 1 - half - k``), clamped into ``[0, total - 1]`` (replicate) for
+    sequences too short for it. ``total=None`` means the sequence is known to extend past ``t + half``.
+    """
+    indices = []
+    for k in range(t - half, t + half + 1):
+        if k < 0:
+            j = half - k
+        elif total is not None and k >= total:
+            j = total - 2 - half - (k - total)
+        else:
+            j = k
+        indices.append(j if total is None else min(max(j, 0), total - 1))
+    return indices
+
+
+def _sliding_windows(frames: Iterable[np.ndarray], window_size: int) -> Iterator[list[np.ndarray]]:
+    """The window of input frames for each output frame, holding at most ~``2 * window_size`` frames."""
+    half = window_size // 2
+    it = iter(frames)
+    buffer: dict[int, np.ndarray] = {}
+    loaded = 0  # frames read so far
+    total: int | None = None  # known once the input is exhausted
+
+    def fill_to(index: int) -> None:
+        nonlocal loaded, total
+        while total is None and loaded <= index:
+            try:
+                buffer[loaded] = next(it)
+            except StopIteration:
+                total = loaded
+                return
+            loaded += 1
+
+    t = 0
+    while True:
+        fill_to(max(t + half, 2 * half))
+        if total is not None and t >= total:
+            return
+        yield [buffer[i] for i in window_indices(t, half, total)]
+        t += 1
+        for i in [i for i in buffer if i < t - 2 * half]:  # the mirrored end never reaches below t - 2*half
+            del buffer[i]
+
+
+def restore_video_frames(
+    model: nn.Module,
+    source: Iterable[np.ndarray],
+    max_seq_len: int | None = None,
+    window_size: int = 0,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> Iterator[np.ndarray]:
+    """Restore RGB uint8 (h, w, 3) frames, yielding RGB uint8 (H, W, 3) output frames in order (streaming).
+
+    Recurrent mode (``window_size=0``): consecutive chunks of ``max_seq_len`` frames (None = the whole
+    sequence at once) go through the model; host memory holds one chunk. Sliding-window mode
+    (``window_size`` odd > 0): output frame t is the centre output for the input window
+    ``[t - w//2, t + w//2]`` (ends padded as in :func:`window_indices`). ``device`` defaults to the
+    model's (the model is moved there otherwise); 'fp16'/'bf16' use ``torch.autocast`` (fp16 on CUDA only).
+    """
+    if window_size < 0 or (window_size > 0 and window_size % 2 == 0):
+        raise InferenceError(f"window_size must be 0 (recurrent) or an odd number > 0, got {window_size}")
+    if max_seq_len is not None and max_seq_len < 1:
+        raise InferenceError(f"max_seq_len must be >= 1 or None, got {max_seq_len}")
+    if device is None:
+        param = next(iter(model.parameters()), None)
+        dev = param.device if param is not None else torch.device("cpu")
+    else:
+        dev = resolve_device(device)
+        model.to(dev)
+    autocast = _autocast(precision, dev)
+    model.eval()
+    total = len(source) if hasattr(source, "__len__") else None
+    return _restore(model, source, max_seq_len, window_size, dev, autocast, progress, total)
+
+
+def _restore(
+    model: nn.Module,
+    source: Iterable[np.ndarray],
+    max_seq_len: int | None,
+    window_size: int,
+    dev: torch.device,
+    autocast: Any,
+    progress: bool,
+    total: int | None,
+) -> Iterator[np.ndarray]:
+    """The generator behind :func:`restore_video_frames` (arguments already checked)."""
+    bar = tqdm(total=total, unit="frame", desc="restoring", disable=not progress, dynamic_ncols=True)
+    try:
+        if window_size:
+            half = window_size // 2
+            for window in _sliding_windows(source, window_size):
+                with torch.inference_mode(), autocast:
+                    out = _run_model(model, _to_tensor(window, dev))
+                    out = out[:, half] if out.dim() == 5 else out  # centre frame of a sequence output
+                    frame = _to_frames(out)[0]
+                yield frame
+                bar.update(1)
+        else:
+            for chunk in _chunks(source, max_seq_len):
+                with torch.inference_mode(), autocast:
+                    frames = _to_frames(_run_model(model, _to_tensor(chunk, dev)))
+                del chunk
+                for frame in frames:
+                    yield frame
+                    bar.update(1)
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------------------------------- writing
+class InferenceResult(NamedTuple):
+    """What :func:`restoration_video_inference` wrote."""
+
+    output_path: Path
+    num_frames: int
+    width: int
+    height: int
+
+
+def is_video_output(path: PathLike) -> bool:
+    """True if ``path`` names a video file to encode (.mp4 / .mkv), False for a folder of PNG frames."""
+    return Path(path).suffix.lower() in VIDEO_OUTPUT_SUFFIXES
+
+
+def check_output_path(input_path: PathLike | None, output_path: PathLike) -> None:
+    """Raise OutputPathError if ``output_path`` equals / lies inside the input or has the wrong kind."""
+    out = Path(output_path)
+    if input_path is not None:
+        src, dst = Path(input_path).resolve(), out.resolve()
+        if dst == src or (src.is_dir() and src in dst.parents):
+            where = "is" if dst == src else "is inside"
+            raise OutputPathError(
+                f"{out}: output {where} the input {input_path}: refusing to overwrite the input"
+            )
+    if is_video_output(out) and out.is_dir():
+        raise OutputPathError(f"{out}: is a folder but a video file output was asked for (by its suffix)")
+    if not is_video_output(out) and out.exists() and not out.is_dir():
+        raise OutputPathError(
+            f"{out}: exists and is not a folder (frame output needs a folder, video output .mp4/.mkv)"
+        )
+
+
+def _write_png(path: Path, frame: np.ndarray) -> None:
+    """Write an RGB uint8 frame as PNG to ``path`` or raise OSError."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: cannot write PNG")
+
+
+def _publish_folder(tmp_dir: Path, out_dir: Path) -> None:
+    """Move the finished frames of ``tmp_dir`` to ``out_dir`` (rename the folder, or file by file)."""
+    if not out_dir.exists():
+        os.replace(tmp_dir, out_dir)
+        return
+    for item in sorted(tmp_dir.iterdir()):
+        os.replace(item, out_dir / item.name)
+    tmp_dir.rmdir()
+
+
+def restoration_video_inference(
+    model: nn.Module,
+    input_path: PathLike | FrameSource,
+    output_path: PathLike,
+    max_seq_len: int | None = None,
+    window_size: int = 0,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    progress: bool = True,
+    crf: int = 18,
+) -> InferenceResult:
+    """Restore a frame folder / video (or a :class:`FrameSource`) into PNG frames or an .mp4/.mkv video.
+
+    PNG frames keep the input frame names (``%08d.png`` for video input). They are written into a
+    temporary folder beside ``output_path`` that replaces it when complete; if ``output_path`` already
+    exists, the finished frames are then moved into it one by one (same-named files replaced). Videos
+    are x264 (``crf``) at the input's frame rate, written to a temporary file and renamed. An output
+    equal to or inside the input is refused. See :func:`restore_video_frames` for the other arguments.
+    """
+    source = input_path if isinstance(input_path, FrameSource) else read_frame_source(input_path)
+    out = Path(output_path)
+    check_output_path(source.path, out)
+    frames = restore_video_frames(model, source, max_seq_len, window_size, device, precision, progress)
+    count, size = 0, (0, 0)
+    if is_video_output(out):
+        try:
+            with VideoWriter(out, fps=source.fps, crf=crf, forbid=source.path) as writer:
+                for frame in frames:
+                    writer.write(frame)
+                    count, size = count + 1, (frame.shape[1], frame.shape[0])
+        except MediaError as exc:
+            raise InferenceError(_first_line(exc)) from None
+        return InferenceResult(out, count, *size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for frame in frames:
+            name = source.output_name(count)
+            tmp = tmp_dir / f".{name}.tmp.png"
+            _write_png(tmp, frame)
+            os.replace(tmp, tmp_dir / name)
+            count, size = count + 1, (frame.shape[1], frame.shape[0])
+        if count == 0:
+            raise FrameSourceError(f"{source.description}: no frames were read")
+        _publish_folder(tmp_dir, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return InferenceResult(out, count, *size)

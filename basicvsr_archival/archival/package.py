@@ -1,0 +1,618 @@
+"""The archive package: LR bitstream + (delta) SR model + ``manifest.json``, written atomically and verified.
+
+Layout of an archive (a directory, or the same members in one uncompressed ``.tar``)::
+
+    ARCHIVE/
+        lr.mp4            the downscaled, encoded video (what :func:`codec.encode_lr` wrote)
+        model.pt.xz       the SR weights: full, or the delta from a base checkpoint; fp16/fp32; compressed
+        manifest.json     format version, SHA-256 + bytes of every member and of the source video, source
+                          properties, every setting used, fine-tuning stats and timings (written last)
+
+Writing: members go into ``ARCHIVE.tmp-<random>`` beside the target, the manifest is written last and
+the directory is then renamed onto ``ARCHIVE``; an exception removes the temporary directory, and a
+hard kill leaves only a ``*.tmp-*`` directory, never something at ``ARCHIVE``.
+
+The manifest protects itself: its file must be exactly the canonical JSON serialisation of its content
+(so any changed byte is seen) and it carries ``manifest_sha256``, the SHA-256 of that serialisation
+without the field. A delta model names its base checkpoint by SHA-256; restoring looks the base up
+by name or hash and refuses a file with another hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import lzma
+import math
+import os
+import secrets
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+PathLike = str | os.PathLike
+
+FORMAT_NAME = "basicvsr-archival"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MANIFEST_NAME = "manifest.json"
+MODEL_FORMAT = "basicvsr-archival-model"
+STORAGE_MODES = ("auto", "full", "delta")
+STORAGE_DTYPES = ("fp32", "fp16", "int8")
+COMPRESSIONS = ("none", "zlib", "lzma")
+_MODEL_SUFFIX = {"none": "model.pt", "zlib": "model.pt.zlib", "lzma": "model.pt.xz"}
+_CHUNK = 1 << 20
+ENV_CHKPTS = "BASICVSR_ARCHIVAL_CHKPTS"  # extra folders searched for base checkpoints (os.pathsep list)
+
+
+class ArchiveError(Exception):
+    """Base class of archive errors; the message is one line naming the file and the problem."""
+
+
+class ArchiveFormatError(ArchiveError):
+    """Not an archive of this format, or a format version this code cannot read."""
+
+
+class ArchiveCorruptError(ArchiveError):
+    """A member is missing, truncated or does not match its recorded SHA-256."""
+
+
+class ArchiveExistsError(ArchiveError):
+    """The output archive already exists (archives are never overwritten)."""
+
+
+class BaseCheckpointError(ArchiveError):
+    """The base checkpoint of a delta model is missing, unreadable or has another SHA-256."""
+
+
+# ------------------------------------------------------------------------------------------ hashing
+def sha256_file(path: PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_stream(f: IO[bytes]) -> tuple[str, int]:
+    """Hex SHA-256 and byte count of a readable binary stream."""
+    h, n = hashlib.sha256(), 0
+    for block in iter(lambda: f.read(_CHUNK), b""):
+        h.update(block)
+        n += len(block)
+    return h.hexdigest(), n
+
+
+# ------------------------------------------------------------------------------------------ model storage
+@dataclass(frozen=True)
+class StorageSettings:
+    """How the SR weights are stored: ``mode`` full/delta (auto = delta iff a base exists), dtype, compression."""
+
+    mode: str = "auto"
+    dtype: str = "fp16"
+    compression: str = "lzma"
+    level: int = 9
+
+    def __post_init__(self) -> None:
+        """Validate every field."""
+        if self.mode not in STORAGE_MODES:
+            raise ArchiveError(f"storage.mode must be one of {STORAGE_MODES}, got {self.mode!r}")
+        if self.dtype not in STORAGE_DTYPES:
+            raise ArchiveError(f"storage.dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ArchiveError(f"storage.compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if isinstance(self.level, bool) or not isinstance(self.level, int) or not 0 <= self.level <= 9:
+            raise ArchiveError(f"storage.level must be an int in [0, 9], got {self.level!r}")
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> StorageSettings:
+        """Build from a config mapping; unknown keys are an error."""
+        unknown = sorted(set(cfg) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ArchiveError(f"unknown storage setting(s) {unknown}")
+        return cls(**dict(cfg))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly dict."""
+        return asdict(self)
+
+    def resolved_mode(self, has_base: bool) -> str:
+        """'full' or 'delta' for this run (delta needs a base checkpoint)."""
+        if self.mode == "auto":
+            return "delta" if has_base else "full"
+        if self.mode == "delta" and not has_base:
+            raise ArchiveError("storage.mode='delta' needs a base_checkpoint (or use mode 'full' / 'auto')")
+        return self.mode
+
+    @property
+    def member_name(self) -> str:
+        """File name of the model member for this compression."""
+        return _MODEL_SUFFIX[self.compression]
+
+
+def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint (its 'state_dict' entry, 'module.' prefixes stripped), read safely."""
+    p = Path(path)
+    if not p.is_file():
+        raise BaseCheckpointError(f"{p}: checkpoint file not found")
+    try:
+        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise BaseCheckpointError(f"{p}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BaseCheckpointError(f"{p}: checkpoint holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    """First non-empty line of an exception message (its type name if empty)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _cast(t: torch.Tensor, dtype: str) -> tuple[torch.Tensor, float | None]:
+    """``(stored tensor, int8 scale or None)`` of ``t`` in the storage dtype.
+
+    fp16: float tensors that would overflow fp16 stay fp32. int8: symmetric per-tensor quantisation
+    ``q = round(t / s)``, ``s = max|t| / 127`` (error at most ``s / 2`` per value), meant for deltas.
+    """
+    if not t.is_floating_point():
+        return t.contiguous(), None
+    if dtype == "fp16":
+        half = t.to(torch.float16)
+        if torch.isfinite(half).all() or not torch.isfinite(t).all():
+            return half, None
+    if dtype == "int8":
+        peak = float(t.abs().max()) if t.numel() else 0.0
+        if math.isfinite(peak) and peak > 0:
+            scale = peak / 127.0
+            return torch.round(t.float() / scale).clamp_(-127, 127).to(torch.int8), scale
+    return t.float().contiguous(), None
+
+
+def _compress(data: bytes, compression: str, level: int) -> bytes:
+    """Compress ``data`` with zlib / lzma (xz container) or return it unchanged."""
+    if compression == "zlib":
+        return zlib.compress(data, level)
+    if compression == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=level)
+    return data
+
+
+def _decompress(data: bytes, compression: str, where: str) -> bytes:
+    """Inverse of :func:`_compress`; corrupt data raises :class:`ArchiveCorruptError`."""
+    try:
+        if compression == "zlib":
+            return zlib.decompress(data)
+        if compression == "lzma":
+            return lzma.decompress(data, format=lzma.FORMAT_XZ)
+    except (zlib.error, lzma.LZMAError) as exc:
+        raise ArchiveCorruptError(f"{where}: cannot decompress model ({exc})") from None
+    return data
+
+
+def encode_model(
+    state: Mapping[str, torch.Tensor],
+    settings: StorageSettings,
+    base_state: Mapping[str, torch.Tensor] | None = None,
+    base_sha256: str | None = None,
+) -> tuple[bytes, dict[str, Any]]:
+    """Serialise a restorer state dict as a full or delta model; returns (member bytes, summary).
+
+    Delta mode: for each key whose base tensor has the same shape, store ``weights - base`` (computed
+    in fp32, then cast to the storage dtype); keys whose delta is exactly zero are only listed
+    (``unchanged``); keys absent from the base are stored in full. Full mode stores every tensor.
+    """
+    mode = settings.resolved_mode(base_state is not None)
+    tensors: dict[str, torch.Tensor] = {}
+    scales: dict[str, float] = {}
+    kinds: dict[str, list[str]] = {"delta": [], "full": [], "unchanged": []}
+    for key, value in state.items():
+        v = value.detach().cpu()
+        base = base_state.get(key) if (mode == "delta" and base_state is not None) else None
+        if base is not None and tuple(base.shape) == tuple(v.shape):
+            if v.is_floating_point():
+                diff = v.float() - base.float()
+                if not torch.any(diff):
+                    kinds["unchanged"].append(key)
+                    continue
+                tensors[key], scale = _cast(diff, settings.dtype)
+                if scale is not None:
+                    scales[key] = scale
+                kinds["delta"].append(key)
+                continue
+            if torch.equal(v, base.to(v.dtype)):
+                kinds["unchanged"].append(key)
+                continue
+        tensors[key], scale = _cast(v, settings.dtype)
+        if scale is not None:
+            scales[key] = scale
+        kinds["full"].append(key)
+    payload = {
+        "format": MODEL_FORMAT,
+        "version": 1,
+        "mode": mode,
+        "dtype": settings.dtype,
+        "base_sha256": base_sha256 if mode == "delta" else None,
+        "tensors": tensors,
+        "scales": scales,
+        **{f"{k}_keys": v for k, v in kinds.items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    raw = buf.getvalue()
+    data = _compress(raw, settings.compression, settings.level)
+    summary = {
+        "mode": mode,
+        "dtype": settings.dtype,
+        "compression": settings.compression,
+        "num_tensors": len(state),
+        "num_params": int(sum(v.numel() for v in state.values())),
+        "stored_params": int(sum(t.numel() for t in tensors.values())),
+        "delta_tensors": len(kinds["delta"]),
+        "full_tensors": len(kinds["full"]),
+        "unchanged_tensors": len(kinds["unchanged"]),
+        "raw_bytes": len(raw),
+        "bytes": len(data),
+    }
+    return data, summary
+
+
+def decode_model(
+    data: bytes,
+    compression: str,
+    base_state: Mapping[str, torch.Tensor] | None = None,
+    where: str = "model",
+) -> dict[str, torch.Tensor]:
+    """Rebuild the fp32 restorer state dict from :func:`encode_model` bytes (base needed for deltas)."""
+    raw = _decompress(data, compression, where)
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip / pickle
+        raise ArchiveCorruptError(f"{where}: model member is unreadable ({_first_line(exc)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ArchiveFormatError(f"{where}: not a {MODEL_FORMAT} model")
+    scales = payload.get("scales", {})
+    tensors = {k: (t.float() * scales[k] if k in scales else t) for k, t in payload["tensors"].items()}
+    if payload["mode"] == "delta" and base_state is None:
+        raise BaseCheckpointError(f"{where}: delta model needs its base checkpoint")
+    out: dict[str, torch.Tensor] = {}
+    for key in payload["full_keys"]:
+        t = tensors[key]
+        out[key] = t.float() if t.is_floating_point() else t
+    for key in payload["delta_keys"] + payload["unchanged_keys"]:
+        assert base_state is not None
+        if key not in base_state:
+            raise BaseCheckpointError(f"{where}: base checkpoint lacks tensor {key!r}")
+        base = base_state[key]
+        if key in tensors:
+            out[key] = base.float() + tensors[key].float()
+        else:
+            out[key] = base.float() if base.is_floating_point() else base.clone()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ manifest
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` with only JSON types: non-finite floats -> None, Fraction/Path -> str, tuples -> lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return to_jsonable(obj.item())
+    return str(obj)
+
+
+def _canonical(obj: Mapping[str, Any]) -> bytes:
+    """The one serialisation of a manifest: sorted keys, 1-space indent, UTF-8, final newline."""
+    return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def dump_manifest(manifest: Mapping[str, Any]) -> bytes:
+    """Final manifest bytes: fills ``bytes.manifest``/``bytes.total`` (fixed point) and ``manifest_sha256``."""
+    body = {k: v for k, v in to_jsonable(manifest).items() if k != "manifest_sha256"}
+    sizes = dict(body.get("bytes", {}))
+    members = int(sizes.get("members", 0))
+    size = 0
+    for _ in range(10):  # the size depends on its own digits: iterate until stable
+        sizes.update(manifest=size, total=members + size)
+        body["bytes"] = dict(sizes)
+        digest = hashlib.sha256(_canonical(body)).hexdigest()
+        data = _canonical({**body, "manifest_sha256": digest})
+        if len(data) == size:
+            return data
+        size = len(data)
+    raise ArchiveError("manifest size did not converge")  # pragma: no cover
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and check manifest bytes: format, version, canonical form and self hash."""
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArchiveCorruptError(f"{where}: manifest.json is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ArchiveFormatError(f"{where}: not a {FORMAT_NAME} archive manifest")
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise ArchiveFormatError(
+            f"{where}: unknown archive format version {version!r} (this tool reads {list(SUPPORTED_VERSIONS)})"
+        )
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    digest = hashlib.sha256(_canonical(body)).hexdigest()
+    if manifest.get("manifest_sha256") != digest or _canonical(manifest) != data:
+        raise ArchiveCorruptError(f"{where}: manifest.json is corrupted (its checksum does not match)")
+    if not isinstance(manifest.get("members"), dict) or not manifest["members"]:
+        raise ArchiveCorruptError(f"{where}: manifest lists no members")
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------ writing
+def member_entry(path: PathLike, role: str) -> dict[str, Any]:
+    """Manifest entry of a written member: role, bytes and SHA-256 of the file on disk."""
+    p = Path(path)
+    return {"role": role, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk (best effort on platforms without directory fsync)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Rename the finished temporary archive onto its final name (the commit point)."""
+    os.rename(tmp, out)
+    _fsync(out.parent)
+
+
+def temp_name(out: PathLike) -> Path:
+    """A fresh ``OUT.tmp-<random>`` path beside ``out`` (what a build in progress is called)."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
+
+
+def is_tar_path(path: PathLike) -> bool:
+    """True if ``path`` names a single-file (.tar) archive."""
+    return Path(path).suffix.lower() == ".tar"
+
+
+def write_archive(
+    out: PathLike,
+    files: Mapping[str, PathLike],
+    blobs: Mapping[str, bytes],
+    roles: Mapping[str, str],
+    manifest: Mapping[str, Any],
+    forbid: Iterable[PathLike] = (),
+    tmp: PathLike | None = None,
+) -> Path:
+    """Write an archive directory (or ``.tar``) atomically and return its path.
+
+    ``files`` are copied in, ``blobs`` written; their sizes and hashes (of what is on disk) go into
+    ``manifest['members']``, the manifest is written last, then the temporary directory ``tmp``
+    (default ``OUT.tmp-<random>``) is renamed onto ``out``; for a ``.tar`` the members are packed into
+    a temporary tar which is renamed. An existing ``out`` or one of ``forbid`` is refused.
+    """
+    out = Path(out)
+    for src in [*files.values(), *forbid]:
+        if out.resolve() == Path(src).resolve():
+            raise ArchiveExistsError(f"{out}: refusing to overwrite an input file")
+    if out.exists():
+        raise ArchiveExistsError(f"{out}: already exists; archives are never overwritten")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tmp) if tmp is not None else temp_name(out)
+    build.mkdir()
+    try:
+        members: dict[str, Any] = {}
+        for name, src in files.items():
+            shutil.copyfile(src, build / name)
+            _fsync(build / name)
+            members[name] = member_entry(build / name, roles[name])
+        for name, data in blobs.items():
+            (build / name).write_bytes(data)
+            _fsync(build / name)
+            members[name] = member_entry(build / name, roles[name])
+        full = dict(manifest)
+        full.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, members=members)
+        full["bytes"] = {"members": sum(m["bytes"] for m in members.values())}
+        data = dump_manifest(full)
+        (build / MANIFEST_NAME).write_bytes(data)  # written last: a directory without it is unfinished
+        _fsync(build / MANIFEST_NAME)
+        _fsync(build)
+        if is_tar_path(out):
+            tar_tmp = build / f".{out.name}.partial"
+            with tarfile.open(tar_tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+                for name in [*members, MANIFEST_NAME]:
+                    tar.add(build / name, arcname=name, recursive=False)
+            _fsync(tar_tmp)
+            _publish(tar_tmp, out)
+            shutil.rmtree(build, ignore_errors=True)
+        else:
+            _publish(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return out
+
+
+# ------------------------------------------------------------------------------------------ reading
+@dataclass
+class VerifyReport:
+    """Result of :func:`verify_archive`: the manifest and the checked members."""
+
+    path: Path
+    manifest: dict[str, Any]
+    members: dict[str, dict[str, Any]]
+    total_bytes: int
+
+    def summary(self) -> str:
+        """One line for the CLI."""
+        parts = ", ".join(f"{n} {m['bytes']} B" for n, m in self.members.items())
+        return (
+            f"{self.path}: OK (format {FORMAT_NAME} v{self.manifest['format_version']}; {parts}; "
+            f"total {self.total_bytes} B)"
+        )
+
+
+def _safe_member_name(name: str, where: str) -> str:
+    """Member names are plain file names (no folders, no '..')."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+        raise ArchiveCorruptError(f"{where}: invalid member name {name!r}")
+    return name
+
+
+def _check_member(where: str, name: str, entry: Mapping[str, Any], digest: str, size: int) -> None:
+    """Compare a member's size and hash with its manifest entry."""
+    if size != entry.get("bytes"):
+        what = "truncated" if size < int(entry.get("bytes", 0)) else "has the wrong size"
+        raise ArchiveCorruptError(
+            f"{where}: member {name} is {what} ({size} bytes, manifest says {entry.get('bytes')})"
+        )
+    if digest != entry.get("sha256"):
+        raise ArchiveCorruptError(f"{where}: member {name} is corrupted (SHA-256 mismatch)")
+
+
+def _tar_members(tar: tarfile.TarFile, where: str) -> dict[str, tarfile.TarInfo]:
+    """Regular-file members of an archive tar by name."""
+    found = {}
+    for info in tar.getmembers():
+        if not info.isfile():
+            raise ArchiveCorruptError(f"{where}: unexpected tar entry {info.name!r}")
+        found[_safe_member_name(info.name, where)] = info
+    return found
+
+
+def verify_archive(path: PathLike) -> VerifyReport:
+    """Check an archive: format + version, manifest integrity, every member present with its size and hash."""
+    p = Path(path)
+    where = str(p)
+    if not p.exists():
+        raise ArchiveError(f"{p}: no such archive")
+    if ".tmp-" in p.name:
+        raise ArchiveCorruptError(f"{p}: an unfinished archive build (temporary name); re-run with --resume")
+    if p.is_dir():
+        mpath = p / MANIFEST_NAME
+        if not mpath.is_file():
+            raise ArchiveCorruptError(f"{p}: incomplete or not an archive (no {MANIFEST_NAME})")
+        manifest = parse_manifest(mpath.read_bytes(), where)
+        for name, entry in manifest["members"].items():
+            f = p / _safe_member_name(name, where)
+            if not f.is_file():
+                raise ArchiveCorruptError(f"{where}: member {name} is missing")
+            with open(f, "rb") as fh:
+                digest, size = _sha256_stream(fh)
+            _check_member(where, name, entry, digest, size)
+    else:
+        try:
+            with tarfile.open(p, "r:") as tar:
+                found = _tar_members(tar, where)
+                if MANIFEST_NAME not in found:
+                    raise ArchiveCorruptError(f"{p}: incomplete or not an archive (no {MANIFEST_NAME})")
+                fh = tar.extractfile(found[MANIFEST_NAME])
+                assert fh is not None
+                manifest = parse_manifest(fh.read(), where)
+                for name, entry in manifest["members"].items():
+                    if name not in found:
+                        raise ArchiveCorruptError(f"{where}: member {name} is missing")
+                    fh = tar.extractfile(found[name])
+                    assert fh is not None
+                    digest, size = _sha256_stream(fh)
+                    _check_member(where, name, entry, digest, size)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise ArchiveCorruptError(f"{p}: not a readable archive tar (truncated or corrupted: {exc})") from None
+    members = manifest["members"]
+    return VerifyReport(p, manifest, members, int(manifest["bytes"]["total"]))
+
+
+@contextlib.contextmanager
+def open_archive(path: PathLike, verify: bool = True) -> Iterator[tuple[dict[str, Any], Path]]:
+    """Yield ``(manifest, folder holding the members)``; a ``.tar`` is extracted to a temporary folder."""
+    p = Path(path)
+    report = verify_archive(p) if verify else None
+    if p.is_dir():
+        manifest = report.manifest if report else parse_manifest((p / MANIFEST_NAME).read_bytes(), str(p))
+        yield manifest, p
+        return
+    with tempfile.TemporaryDirectory(prefix="archive-") as tmp:
+        try:
+            with tarfile.open(p, "r:") as tar:
+                found = _tar_members(tar, str(p))
+                for name, info in found.items():
+                    fh = tar.extractfile(info)
+                    assert fh is not None
+                    with open(Path(tmp) / name, "wb") as dst:
+                        shutil.copyfileobj(fh, dst, _CHUNK)
+        except (tarfile.TarError, EOFError) as exc:
+            raise ArchiveCorruptError(f"{p}: not a readable archive tar ({exc})") from None
+        manifest = report.manifest if report else parse_manifest((Path(tmp) / MANIFEST_NAME).read_bytes(), str(p))
+        yield manifest, Path(tmp)
+
+
+def member_of(manifest: Mapping[str, Any], role: str, where: str) -> str:
+    """Name of the (single) member with ``role``."""
+    names = [n for n, m in manifest["members"].items() if m.get("role") == role]
+    if len(names) != 1:
+        raise ArchiveCorruptError(f"{where}: manifest has {len(names)} members with role {role!r}, expected 1")
+    return names[0]
+
+
+# ------------------------------------------------------------------------------------------ base checkpoints
+def base_search_dirs(extra: Iterable[PathLike] = ()) -> list[Path]:
+    """Where base checkpoints are looked for: ``extra``, ``$BASICVSR_ARCHIVAL_CHKPTS``, then ``./chkpts``."""
+    dirs = [Path(e) for e in extra]
+    dirs += [Path(d) for d in os.environ.get(ENV_CHKPTS, "").split(os.pathsep) if d]
+    dirs.append(Path("chkpts"))
+    return dirs
+
+
+def find_base_checkpoint(base: Mapping[str, Any], search: Iterable[PathLike] = ()) -> Path:
+    """Path of the base checkpoint described by ``base`` (``name``, ``sha256``) in ``search`` + defaults.
+
+    Each entry of ``search`` is a checkpoint file or a folder; in a folder the recorded file name and
+    ``<sha256>.pth`` are tried. The file must have the recorded SHA-256; a same-named file with another
+    hash raises :class:`BaseCheckpointError` (mismatch) if no matching file is found elsewhere.
+    """
+    want, name = str(base["sha256"]), str(base.get("name") or "")
+    candidates: list[Path] = []
+    for entry in base_search_dirs(search):
+        if entry.is_file():
+            candidates.append(entry)
+        elif entry.is_dir():
+            candidates += [entry / n for n in (name, f"{want}.pth") if n and (entry / n).is_file()]
+    mismatched = []
+    for cand in dict.fromkeys(candidates):
+        if sha256_file(cand) == want:
+            return cand
+        mismatched.append(cand)
+    if mismatched:
+        raise BaseCheckpointError(
+            f"{mismatched[0]}: base checkpoint mismatch: SHA-256 differs from the archive's base "
+            f"{name or ''} (sha256 {want[:16]}...)"
+        )
+    looked = ", ".join(str(d) for d in base_search_dirs(search))
+    raise BaseCheckpointError(
+        f"base checkpoint {name or '?'} (sha256 {want[:16]}...) not found in {looked}; "
+        "pass --base-checkpoint PATH"
+    )

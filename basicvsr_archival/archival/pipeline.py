@@ -1,0 +1,437 @@
+"""The archive job: probe -> encode LR -> decode LR -> fine-tune -> package, resumable through a work dir.
+
+Every finished stage is recorded in ``WORK/state.json`` (written atomically) with what it produced;
+a re-run with ``resume=True`` skips recorded stages whose outputs are still there, continues an
+interrupted fine-tuning from its last checkpoint, and rebuilds the package (removing the temporary
+directory an interrupted packaging left). The state also records the source's size / mtime and a
+fingerprint of the settings that shape the work products, and refuses to resume if they changed.
+
+Work dir contents: ``lr.mp4`` (the LR encode), ``lr_decoded.mkv`` (its frames, FFV1, what training
+and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``state.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
+
+from . import codec as codec_mod
+from . import finetune as finetune_mod
+from .codec import CodecSettings
+from .finetune import FinetuneSettings
+from .package import (
+    ArchiveError,
+    ArchiveExistsError,
+    StorageSettings,
+    encode_model,
+    read_state_dict,
+    sha256_file,
+    to_jsonable,
+    verify_archive,
+    write_archive,
+)
+from .restore import RestoreSettings
+
+STATE_NAME = "state.json"
+STATE_VERSION = 1
+STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "package")
+LR_NAME = "lr.mp4"
+DECODED_NAME = "lr_decoded.mkv"
+CONFIG_KEYS = ("codec", "model", "base_checkpoint", "base_allow_extra_keys", "finetune", "storage", "restore")
+
+
+class ConfigError(ArchiveError):
+    """An archival config is missing, unreadable or inconsistent."""
+
+
+@dataclass
+class ArchivalConfig:
+    """Validated settings of an archive job (from an mmengine config file)."""
+
+    codec: CodecSettings
+    model: dict[str, Any]
+    base_checkpoint: Path | None
+    base_allow_extra_keys: bool
+    finetune: FinetuneSettings
+    storage: StorageSettings
+    restore: RestoreSettings
+    name: str = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of every setting (the manifest's ``settings``)."""
+        return {
+            "config_name": self.name,
+            "codec": self.codec.to_dict(),
+            "model": to_jsonable(self.model),
+            "base_checkpoint": str(self.base_checkpoint) if self.base_checkpoint else None,
+            "base_allow_extra_keys": self.base_allow_extra_keys,
+            "finetune": self.finetune.to_dict(),
+            "storage": self.storage.to_dict(),
+            "restore": self.restore.to_dict(),
+        }
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the settings that shape the work products (budgets, logging and restore excluded)."""
+        ft = {k: v for k, v in self.finetune.to_dict().items() if k not in _RESUMABLE_FINETUNE_KEYS}
+        d = {"codec": self.codec.to_dict(), "model": to_jsonable(self.model), "finetune": ft}
+        d["base"] = str(self.base_checkpoint) if self.base_checkpoint else None
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+_RESUMABLE_FINETUNE_KEYS = ("max_iters", "max_seconds", "checkpoint_interval", "log_interval", "num_workers", "eval_frames")
+
+
+def load_archival_config(
+    config: PathLike | Config | Mapping[str, Any], cfg_options: Mapping[str, Any] | None = None
+) -> ArchivalConfig:
+    """Read and validate an archival config (file, ``Config`` or mapping); ``cfg_options`` are merged in."""
+    if isinstance(config, Config):
+        cfg, name = config, Path(config.filename or "config").stem
+    elif isinstance(config, Mapping):
+        cfg, name = Config(dict(config)), "config"
+    else:
+        p = Path(config)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            cfg = Config.fromfile(str(p))
+        except Exception as exc:  # mmengine raises many kinds
+            raise ConfigError(f"{p}: cannot read config ({_first_line(exc)})") from None
+        name = p.stem
+    if cfg_options:
+        cfg.merge_from_dict(dict(cfg_options))
+    where = name
+    missing = [k for k in ("codec", "model") if k not in cfg]
+    if missing:
+        raise ConfigError(f"{where}: config lacks {missing}")
+    try:
+        codec = CodecSettings.from_dict(dict(cfg.codec))
+        finetune = FinetuneSettings.from_dict(dict(cfg.get("finetune") or {}))
+        storage = StorageSettings.from_dict(dict(cfg.get("storage") or {}))
+        restore = RestoreSettings.from_dict(dict(cfg.get("restore") or {}))
+    except (ArchiveError, codec_mod.CodecError, TypeError) as exc:
+        raise ConfigError(f"{where}: {_first_line(exc)}") from None
+    model = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
+    gen = model.get("generator") or {}
+    factor = int(gen.get("upscale_factor", 4))
+    if factor != codec.scale:
+        raise ConfigError(
+            f"{where}: codec.scale={codec.scale} but the model upscales x{factor} "
+            "(set model.generator.upscale_factor to the codec scale)"
+        )
+    if codec.scale == 1:
+        raise ConfigError(f"{where}: codec.scale=1 leaves nothing to super-resolve; use 2 or 4")
+    gen["spynet_pretrained"] = None  # weights come from the base checkpoint / the archive
+    model.pop("init_cfg", None)
+    base = cfg.get("base_checkpoint")
+    base_path = Path(base) if base else None
+    try:
+        storage.resolved_mode(base_path is not None)
+    except ArchiveError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return ArchivalConfig(
+        codec, model, base_path, bool(cfg.get("base_allow_extra_keys", False)), finetune, storage, restore, name
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    """First non-empty line of an exception message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------------ state
+class JobState:
+    """``WORK/state.json``: finished stages and their products, written atomically after each stage."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.path = work_dir / STATE_NAME
+        self.data: dict[str, Any] = {}
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ArchiveError(f"{self.path}: unreadable job state ({exc}); use a new --work-dir") from None
+        self.data.setdefault("version", STATE_VERSION)
+        self.data.setdefault("stages", {})
+
+    @property
+    def exists(self) -> bool:
+        """True if a previous run recorded anything."""
+        return self.path.is_file()
+
+    def stage(self, name: str) -> dict[str, Any] | None:
+        """Record of a finished stage, or None."""
+        return self.data["stages"].get(name)
+
+    def finish(self, name: str, record: Mapping[str, Any]) -> None:
+        """Record a finished stage and save."""
+        self.data["stages"][name] = to_jsonable(record)
+        self.save()
+
+    def invalidate_after(self, name: str) -> None:
+        """Forget the stages after ``name`` (their inputs are being rebuilt)."""
+        for later in STAGES[STAGES.index(name) + 1 :]:
+            self.data["stages"].pop(later, None)
+
+    def save(self) -> None:
+        """Write the state atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{STATE_NAME}.tmp-{secrets.token_hex(4)}")
+        tmp.write_text(json.dumps(to_jsonable(self.data), indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class JobResult:
+    """Outcome of :func:`run_archive_job`."""
+
+    archive: Path
+    manifest: dict[str, Any]
+    work_dir: Path
+    stages_run: list[str] = field(default_factory=list)
+
+
+def _info_dict(info: VideoInfo) -> dict[str, Any]:
+    """Probe result as a JSON-friendly dict (fps as an exact fraction string)."""
+    return {
+        "width": info.width,
+        "height": info.height,
+        "fps": str(info.fps),
+        "num_frames": info.num_frames,
+        "pix_fmt": info.pix_fmt,
+        "color_range": info.color_range,
+        "codec": info.codec,
+        "duration": info.duration,
+        "has_audio": info.has_audio,
+        "bytes": info.bytes,
+        "colorspace": info.colorspace,
+        "color_primaries": info.color_primaries,
+        "color_trc": info.color_trc,
+    }
+
+
+def default_work_dir(output: PathLike) -> Path:
+    """``OUTPUT.work`` beside the archive."""
+    out = Path(output)
+    return out.with_name(f"{out.name}.work")
+
+
+# ------------------------------------------------------------------------------------------ the job
+def run_archive_job(
+    config: PathLike | Config | Mapping[str, Any] | ArchivalConfig,
+    video: PathLike,
+    output: PathLike,
+    work_dir: PathLike | None = None,
+    resume: bool = False,
+    cfg_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> JobResult:
+    """Archive ``video`` into ``output`` (a directory, or a ``.tar``) following ``config``.
+
+    Stages: probe + SHA-256 of the source; LR encode (:func:`codec.encode_lr`); decode of the LR
+    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging (:func:`package.write_archive`).
+    Without ``resume`` a work dir holding an earlier run is refused; with it, finished stages are kept.
+    """
+    cfg = config if isinstance(config, ArchivalConfig) else load_archival_config(config, cfg_options)
+    src, out = Path(video), Path(output)
+    work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+    if not src.is_file():
+        raise ArchiveError(f"{src}: source video not found")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise ArchiveExistsError(f"{out}: refusing to write the archive over the input {src}")
+    if work.resolve() == src.resolve():
+        raise ArchiveError(f"{work}: the work dir cannot be the input file")
+    if cfg.base_checkpoint is not None and not cfg.base_checkpoint.is_file():
+        raise ArchiveError(f"{cfg.base_checkpoint}: base checkpoint not found (config base_checkpoint)")
+    state = JobState(work)
+    if state.exists and not resume:
+        raise ArchiveError(f"{work}: holds an earlier archive run; pass --resume to continue it or use another --work-dir")
+    if state.data.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
+        raise ArchiveError(f"{work}: was made with different settings; use another --work-dir")
+    done = state.stage("package")
+    if out.exists():
+        if resume and done and done.get("archive") == str(out.resolve()):
+            report = verify_archive(out)
+            return JobResult(out, report.manifest, work, [])
+        raise ArchiveExistsError(f"{out}: already exists; archives are never overwritten")
+    state.data.update(fingerprint=cfg.fingerprint(), config=cfg.to_dict(), source_path=str(src.resolve()))
+    work.mkdir(parents=True, exist_ok=True)
+    state.save()
+    run: list[str] = []
+    _stage_probe(state, src, run)
+    _stage_encode(state, cfg, src, work, run)
+    _stage_decode(state, work, run)
+    _stage_finetune(state, cfg, src, work, progress, run)
+    manifest = _stage_package(state, cfg, src, out, work, run)
+    return JobResult(out, manifest, work, run)
+
+
+def _stage_probe(state: JobState, src: Path, run: list[str]) -> None:
+    """Probe the source and hash it (once); on resume check that it did not change."""
+    st = src.stat()
+    rec = state.stage("probe")
+    if rec is not None:
+        if (rec["bytes"], rec["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+            raise ArchiveError(f"{src}: source changed since this work dir was made; use another --work-dir")
+        return
+    t0 = time.perf_counter()
+    info = probe_video(src)
+    if info.num_frames < 2:
+        raise ArchiveError(f"{src}: has {info.num_frames} frame(s); at least 2 are needed")
+    digest = sha256_file(src)
+    record = {"info": _info_dict(info), "sha256": digest, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    record["seconds"] = time.perf_counter() - t0
+    state.invalidate_after("probe")
+    state.finish("probe", record)
+    run.append("probe")
+
+
+def _file_ok(path: Path, rec: Mapping[str, Any] | None) -> bool:
+    """True if a stage record exists and its output file is there with the recorded size."""
+    return rec is not None and path.is_file() and path.stat().st_size == rec.get("file_bytes")
+
+
+def _stage_encode(state: JobState, cfg: ArchivalConfig, src: Path, work: Path, run: list[str]) -> None:
+    """Downscale + encode the source into ``WORK/lr.mp4``."""
+    lr = work / LR_NAME
+    if _file_ok(lr, state.stage("encode_lr")):
+        return
+    state.invalidate_after("probe")
+    res = codec_mod.encode_lr(src, lr, cfg.codec)
+    record = {
+        "file_bytes": res.bytes,
+        "sha256": sha256_file(lr),
+        "seconds": res.seconds,
+        "command": res.command_str,
+        "width": res.width,
+        "height": res.height,
+        "num_frames": res.num_frames,
+        "pix_fmt": res.pix_fmt,
+    }
+    state.finish("encode_lr", record)
+    run.append("encode_lr")
+
+
+def _stage_decode(state: JobState, work: Path, run: list[str]) -> None:
+    """Decode the LR stream (as retrieval will) into a lossless FFV1 file for random-access training."""
+    dec = work / DECODED_NAME
+    if _file_ok(dec, state.stage("decode_lr")):
+        return
+    state.invalidate_after("encode_lr")
+    shutil.rmtree(work / "finetune", ignore_errors=True)  # trained on an older LR stream
+    t0 = time.perf_counter()
+    fps = state.stage("probe")["info"]["fps"]
+    with VideoWriter(dec, fps=fps, lossless=True, codec="ffv1") as writer:
+        for frame in codec_mod.decode_frames(work / LR_NAME):
+            writer.write(frame)
+    want = state.stage("probe")["info"]["num_frames"]
+    if writer.frames_written != want:
+        raise ArchiveError(f"{work / LR_NAME}: decoded {writer.frames_written} frames, source has {want}")
+    record = {"file_bytes": dec.stat().st_size, "num_frames": writer.frames_written}
+    record["seconds"] = time.perf_counter() - t0
+    state.finish("decode_lr", record)
+    run.append("decode_lr")
+
+
+def _base_record(cfg: ArchivalConfig) -> dict[str, Any] | None:
+    """Name, SHA-256 and size of the base checkpoint."""
+    if cfg.base_checkpoint is None:
+        return None
+    p = cfg.base_checkpoint
+    return {"name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+
+
+def _stage_finetune(
+    state: JobState, cfg: ArchivalConfig, src: Path, work: Path, progress: bool, run: list[str]
+) -> None:
+    """Fine-tune on (decoded LR, source) in ``WORK/finetune`` (resumes from its checkpoints)."""
+    rec = state.stage("finetune")
+    base = _base_record(cfg)
+    if rec is not None and rec.get("base") != base:
+        raise ArchiveError(f"{cfg.base_checkpoint}: base checkpoint changed since fine-tuning; use another --work-dir")
+    if rec is not None and Path(rec["checkpoint"]).is_file():
+        return
+    state.invalidate_after("decode_lr")
+    t0 = time.perf_counter()
+    result = finetune_mod.finetune_video(
+        cfg.model,
+        work / DECODED_NAME,
+        src,
+        work / "finetune",
+        cfg.finetune,
+        base_checkpoint=cfg.base_checkpoint,
+        base_allow_extra_keys=cfg.base_allow_extra_keys,
+        scale=cfg.codec.scale,
+        eval_max_seq_len=cfg.restore.max_seq_len,
+        progress=progress,
+        resume=True,
+    )
+    record = {"checkpoint": str(result.checkpoint), "stats": result.stats, "base": base}
+    record["seconds"] = time.perf_counter() - t0
+    state.finish("finetune", record)
+    run.append("finetune")
+
+
+def _stage_package(
+    state: JobState, cfg: ArchivalConfig, src: Path, out: Path, work: Path, run: list[str]
+) -> dict[str, Any]:
+    """Encode the model (delta/full, dtype, compression) and write the archive atomically."""
+    stale = state.data.pop("package_tmp", None)
+    if stale:
+        shutil.rmtree(stale, ignore_errors=True)
+    t0 = time.perf_counter()
+    ft = state.stage("finetune")
+    state_dict = read_state_dict(ft["checkpoint"])
+    base = ft["base"]
+    base_state = read_state_dict(cfg.base_checkpoint) if cfg.base_checkpoint is not None else None
+    data, summary = encode_model(state_dict, cfg.storage, base_state, base["sha256"] if base else None)
+    probe, enc = state.stage("probe"), state.stage("encode_lr")
+    timings = {s: round(float(state.stage(s)["seconds"]), 3) for s in STAGES[:-1]}
+    manifest = {
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tool": {"name": "basicvsr_archival", "version": _version()},
+        "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
+        "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")} | {"member": LR_NAME},
+        "model": {
+            "member": cfg.storage.member_name,
+            "config": cfg.model,
+            "storage": summary,
+            "base_checkpoint": base,
+            "base_allow_extra_keys": cfg.base_allow_extra_keys,
+        },
+        "settings": cfg.to_dict(),
+        "finetune": ft["stats"],
+        "timings": timings,
+    }
+    tmp = out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
+    state.data["package_tmp"] = str(tmp)
+    state.save()
+    timings["package"] = round(time.perf_counter() - t0, 3)
+    roles = {LR_NAME: "lr_bitstream", cfg.storage.member_name: "model"}
+    write_archive(out, {LR_NAME: work / LR_NAME}, {cfg.storage.member_name: data}, roles, manifest, [src], tmp)
+    state.data.pop("package_tmp", None)
+    report = verify_archive(out)
+    state.finish("package", {"archive": str(out.resolve()), "seconds": timings["package"]})
+    run.append("package")
+    return report.manifest
+
+
+def _version() -> str:
+    """The package version (``basicvsr_archival.__version__``)."""
+    import basicvsr_archival
+
+    return str(getattr(basicvsr_archival, "__version__", "unknown"))

@@ -1,0 +1,291 @@
+"""Restore an archive: verify it, rebuild the SR model (base + delta), super-resolve the LR stream, write.
+
+The LR frames are restored in fixed chunks of ``max_seq_len`` frames (recorded in the manifest) by
+the inference API's streaming :func:`~basicvsr_archival.apis.inference.restore_video_frames`, so
+memory stays bounded and, on the CPU, two restorations of an archive are bit-identical (same
+chunks, same deterministic kernels, ``+bitexact`` muxing). Output: a video (``.mp4``/``.mkv``,
+lossless or CRF per the archive's restore settings) at the source's frame rate, or a folder of
+``%08d.png`` frames; either is written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, iter_video_frames
+
+from .package import (
+    ArchiveCorruptError,
+    ArchiveError,
+    ArchiveExistsError,
+    decode_model,
+    find_base_checkpoint,
+    member_of,
+    open_archive,
+    read_state_dict,
+)
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+VIDEO_SUFFIXES = (".mp4", ".mkv")
+
+
+class RestoreError(ArchiveError):
+    """The archive cannot be restored as asked (bad settings, output path, frame count mismatch)."""
+
+
+@dataclass(frozen=True)
+class RestoreSettings:
+    """How an archive is restored: device (None = CUDA if available), precision, chunk length, output codec.
+
+    Output: ``lossless`` (libx264rgb CRF 0, or FFV1 with ``codec='ffv1'`` in .mkv) or ``codec`` /
+    ``crf`` / ``preset`` / ``pix_fmt`` of a lossy encode.
+    """
+
+    device: str | None = None
+    precision: str = "fp32"
+    max_seq_len: int | None = 30
+    lossless: bool = True
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+
+    def __post_init__(self) -> None:
+        """Validate the fields."""
+        if self.precision not in PRECISIONS:
+            raise RestoreError(f"restore.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.max_seq_len is not None and (not isinstance(self.max_seq_len, int) or self.max_seq_len < 1):
+            raise RestoreError(f"restore.max_seq_len must be None or an int >= 1, got {self.max_seq_len!r}")
+        if self.device is not None and not str(self.device).startswith(("cpu", "cuda")):
+            raise RestoreError(f"restore.device must be None, 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> RestoreSettings:
+        """Build from a config mapping (``output`` sub-dict flattened); unknown keys are an error."""
+        flat = {k: v for k, v in cfg.items() if k != "output"}
+        flat.update(dict(cfg.get("output") or {}))
+        unknown = sorted(set(flat) - {f.name for f in fields(cls)})
+        if unknown:
+            raise RestoreError(f"unknown restore setting(s) {unknown}")
+        return cls(**flat)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict in the config layout (``output`` sub-dict)."""
+        d = asdict(self)
+        out = {k: d.pop(k) for k in ("lossless", "codec", "crf", "preset", "pix_fmt")}
+        return {**d, "output": out}
+
+
+@dataclass
+class RestoreResult:
+    """What :func:`restore_archive` wrote, and how long it took."""
+
+    output: Path
+    num_frames: int
+    width: int
+    height: int
+    fps: Fraction
+    seconds: float
+    device: str
+    precision: str
+    model: str  # 'archive' or 'base'
+
+
+def _first_line(exc: BaseException) -> str:
+    """First non-empty line of an exception message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def build_model(
+    model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, subset: bool = False
+) -> torch.nn.Module:
+    """The restorer of ``model_cfg`` with ``state`` loaded strictly (``subset``: only the model's keys)."""
+    import basicvsr_archival.models  # noqa: F401  (registers the networks)
+    from basicvsr_archival.registry import MODELS
+
+    try:
+        model = MODELS.build(dict(model_cfg))
+        if subset:
+            state = {k: state[k] for k in model.state_dict()}
+        model.load_state_dict(dict(state), strict=True)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise ArchiveCorruptError(f"{where}: stored model does not fit its config ({_first_line(exc)})") from None
+    return model.eval()
+
+
+def load_archive_model(
+    manifest: Mapping[str, Any],
+    folder: Path,
+    where: str,
+    base_checkpoint: PathLike | Iterable[PathLike] | None = None,
+    which: str = "archive",
+) -> torch.nn.Module:
+    """Rebuild the archive's model (``which='archive'``) or its base without fine-tuning (``'base'``)."""
+    model_info = manifest["model"]
+    base_info = model_info.get("base_checkpoint")
+    search = [base_checkpoint] if isinstance(base_checkpoint, str | os.PathLike) else list(base_checkpoint or [])
+    base_state = None
+    if base_info:
+        path = find_base_checkpoint(base_info, search)
+        base_state = read_state_dict(path)
+    if which == "base":
+        if base_state is None:
+            raise RestoreError(f"{where}: archive has no base checkpoint (its model was trained from scratch)")
+        return build_model(model_info["config"], base_state, where, subset=True)
+    if which != "archive":
+        raise ValueError(f"which must be 'archive' or 'base', got {which!r}")
+    member = member_of(manifest, "model", where)
+    compression = model_info["storage"]["compression"]
+    state = decode_model((folder / member).read_bytes(), compression, base_state, f"{where}/{member}")
+    return build_model(model_info["config"], state, where)
+
+
+def _check_output(out: Path, forbid: Iterable[Path], overwrite: bool) -> None:
+    """Refuse outputs that are (or are inside) an input, and existing outputs unless ``overwrite``."""
+    dst = out.resolve()
+    for src in forbid:
+        s = src.resolve()
+        if dst == s or s in dst.parents or (out.exists() and dst in s.parents):
+            raise ArchiveExistsError(f"{out}: output would overwrite the input {src}; choose another path")
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        if out.is_dir():
+            raise RestoreError(f"{out}: is a folder, but a video output was asked for (by its suffix)")
+    elif out.exists() and not out.is_dir():
+        raise RestoreError(f"{out}: exists and is not a folder (frames need a folder, videos .mp4/.mkv)")
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ArchiveExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+
+
+def _write_frames_dir(frames: Iterator[np.ndarray], out: Path) -> tuple[int, tuple[int, int]]:
+    """Write ``%08d.png`` frames into a temporary folder beside ``out`` and rename it onto ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    count, size = 0, (0, 0)
+    try:
+        for frame in frames:
+            if not cv2.imwrite(str(tmp / f"{count:08d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+                raise RestoreError(f"{tmp / f'{count:08d}.png'}: cannot write PNG")
+            count, size = count + 1, (frame.shape[1], frame.shape[0])
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return count, size
+
+
+def restore_archive(
+    archive: PathLike,
+    output: PathLike,
+    *,
+    device: str | None = None,
+    precision: str | None = None,
+    max_seq_len: int | None = None,
+    base_checkpoint: PathLike | Iterable[PathLike] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    which: str = "archive",
+    lossless: bool | None = None,
+) -> RestoreResult:
+    """Verify ``archive`` and write its restored video (or PNG frames) to ``output``.
+
+    Device, precision and chunk length default to the archive's restore settings (``device=None``
+    there means CUDA when available). ``which='base'`` restores with the base checkpoint alone (for
+    comparisons). ``lossless`` overrides the archive's output setting. The result keeps the source's
+    frame count, size and frame rate (checked).
+    """
+    from basicvsr_archival.apis.inference import InferenceError, read_frame_source, resolve_device
+    from basicvsr_archival.apis.inference import restore_video_frames as restore_frames
+
+    src = Path(archive)
+    out = Path(output)
+    t0 = time.perf_counter()
+    with open_archive(src) as (manifest, folder):
+        where = str(src)
+        _check_output(out, [src, folder], overwrite)
+        settings = RestoreSettings.from_dict(manifest["settings"]["restore"])
+        source = manifest["source"]
+        fps = Fraction(str(source["fps"]))
+        want = (int(source["num_frames"]), int(source["width"]), int(source["height"]))
+        prec = precision or settings.precision
+        seq = max_seq_len if max_seq_len is not None else settings.max_seq_len
+        try:
+            dev = resolve_device(device if device is not None else settings.device)
+            model = load_archive_model(manifest, folder, where, base_checkpoint, which)
+            lr = read_frame_source(folder / member_of(manifest, "lr_bitstream", where))
+            frames = restore_frames(model, lr, max_seq_len=seq, device=dev, precision=prec, progress=progress)
+            if out.suffix.lower() in VIDEO_SUFFIXES:
+                count, size = _write_video(frames, out, fps, settings, lossless, source, folder, overwrite)
+            else:
+                count, size = _write_frames_dir(frames, out)
+        except (InferenceError, MediaError) as exc:
+            raise RestoreError(f"{where}: restore failed: {_first_line(exc)}") from None
+    if (count, *size) != want:
+        raise RestoreError(
+            f"{out}: restored {count} frames of {size[0]}x{size[1]}, expected {want[0]} of {want[1]}x{want[2]}"
+        )
+    seconds = time.perf_counter() - t0
+    return RestoreResult(out, count, size[0], size[1], fps, seconds, str(dev), prec, which)
+
+
+def _write_video(
+    frames: Iterator[np.ndarray],
+    out: Path,
+    fps: Fraction,
+    settings: RestoreSettings,
+    lossless: bool | None,
+    source: Mapping[str, Any],
+    folder: Path,
+    overwrite: bool,
+) -> tuple[int, tuple[int, int]]:
+    """Encode ``frames`` into ``out`` (atomic, deterministic muxing); returns (frames, (w, h))."""
+    lossless = settings.lossless if lossless is None else lossless
+    if lossless and settings.codec == "ffv1" and out.suffix.lower() != ".mkv":
+        raise RestoreError(f"{out}: FFV1 output needs a .mkv file name")
+    rng = source.get("color_range") if source.get("color_range") in ("tv", "pc") else None
+    writer = VideoWriter(
+        out,
+        fps=fps,
+        codec=settings.codec,
+        crf=settings.crf,
+        preset=settings.preset,
+        pix_fmt=settings.pix_fmt,
+        lossless=lossless,
+        color_range=None if lossless else rng,
+        extra_args=["-fflags", "+bitexact", "-flags:v", "+bitexact"],
+        forbid=list(folder.iterdir()),
+        overwrite=overwrite,
+    )
+    count, size = 0, (0, 0)
+    with writer:
+        for frame in frames:
+            writer.write(frame)
+            count, size = count + 1, (frame.shape[1], frame.shape[0])
+    return count, size
+
+
+def decoded_frames(path: PathLike) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a restored video or PNG folder (for comparisons)."""
+    p = Path(path)
+    if p.is_dir():
+        for f in sorted(p.glob("*.png")):
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                raise RestoreError(f"{f}: cannot read PNG")
+            yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return
+    yield from iter_video_frames(p)

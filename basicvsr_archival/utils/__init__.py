@@ -1,0 +1,1 @@
+"""Shared utilities (ffmpeg / PyAV video I/O in ``ffmpeg``)."""

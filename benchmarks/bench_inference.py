@@ -1,0 +1,212 @@
+"""Inference speed and memory of BasicVSR++, and the cost of its deformable convolution.
+
+Prints, for one machine:
+1. the deformable convolution at the BasicVSR++ alignment shape (in 2*mid, out mid, 3x3,
+   16 deform groups, the LR size, batch 1) per implementation, as a multiple of a dense
+   ``F.conv2d`` of the same shape (the DCN-to-conv ratio);
+2. the full network (default c64n7, x4) on ``--frames`` frames of ``--height x --width``: seconds
+   per frame, frames/s and peak memory (CPU: peak resident set size of this process during the
+   run, via /proc/self/clear_refs + VmHWM; CUDA: ``torch.cuda.max_memory_allocated``), for each
+   ``--precision``.
+
+Examples::
+
+    python benchmarks/bench_inference.py                        # CPU, c64n7, 180x320, 10 frames
+    python benchmarks/bench_inference.py --device cuda --precision fp32 fp16 bf16
+    python benchmarks/bench_inference.py --dcn-only --height 1080 --width 1920
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from basicvsr_archival.models import BasicVSRPlusPlus  # noqa: E402
+from basicvsr_archival.models.ops import modulated_deform_conv2d  # noqa: E402
+from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEMO_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "reds_demo_000"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work so that wall-clock timings are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_of(fn, repeats: int, device: torch.device) -> float:
+    """Minimum wall-clock seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load_input(frames: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, t, 3, h, w) in [0, 1]: real REDS frames (cropped/tiled to size) when ../shared has them."""
+    paths = sorted(DEMO_FRAMES.glob("*.png")) if DEMO_FRAMES.is_dir() else []
+    if paths:
+        import cv2  # noqa: PLC0415
+
+        imgs = []
+        for i in range(frames):
+            img = cv2.imread(str(paths[i % len(paths)]), cv2.IMREAD_COLOR)[:, :, ::-1]
+            reps = (-(-height // img.shape[0]), -(-width // img.shape[1]), 1)
+            imgs.append(np.tile(img, reps)[:height, :width])
+        arr = np.stack(imgs).astype(np.float32) / 255.0  # (t, h, w, 3)
+        lq = torch.from_numpy(arr).permute(0, 3, 1, 2)  # (t, 3, h, w)
+    else:
+        lq = torch.rand(frames, 3, height, width, generator=torch.Generator().manual_seed(0))
+    return lq.unsqueeze(0).to(device)  # (1, t, 3, h, w)
+
+
+def bench_dcn(args: argparse.Namespace, device: torch.device) -> dict:
+    """DCN forward at the BasicVSR++ alignment shape vs a dense conv of the same shape."""
+    gen = torch.Generator().manual_seed(0)
+    c_in, c_out, groups = 2 * args.mid_channels, args.mid_channels, 16
+    h, w = args.height, args.width
+    x = torch.randn(1, c_in, h, w, generator=gen).to(device)
+    weight = (torch.randn(c_out, c_in, 3, 3, generator=gen) * 0.03).to(device)
+    bias = torch.randn(c_out, generator=gen).to(device)
+    offset = (torch.randn(1, groups * 18, h, w, generator=gen) * 4).to(device)  # flow-sized offsets
+    mask = torch.rand(1, groups * 9, h, w, generator=gen).to(device)
+    impls = ["pure"]
+    auto = resolve_impl(None, x, needs_grad=False, groups=1)
+    if auto != "pure":
+        impls.insert(0, auto)
+    for name in ("mmcv", "torchvision"):
+        if name not in impls and external_impl_works(name, device.type):
+            impls.append(name)
+    result = {"shape": f"in {c_in}, out {c_out}, 3x3, {groups} deform groups, {h}x{w}, batch 1", "auto": auto}
+    with torch.inference_mode():
+        conv_s = best_of(lambda: F.conv2d(x, weight, bias, padding=1), args.repeats, device)
+        result["conv2d_ms"] = conv_s * 1e3
+        for impl in impls:
+
+            def run(impl=impl):
+                return modulated_deform_conv2d(x, offset, mask, weight, bias, 1, 1, 1, 1, groups, impl=impl)
+
+            dcn_s = best_of(run, args.repeats, device)
+            result[f"{impl}_ms"] = dcn_s * 1e3
+            result[f"{impl}_ratio"] = dcn_s / conv_s
+    return result
+
+
+def bench_model(args: argparse.Namespace, device: torch.device, precision: str) -> dict:
+    """Seconds per frame, frames/s and peak memory of the whole network at one precision."""
+    model = BasicVSRPlusPlus(mid_channels=args.mid_channels, num_blocks=args.num_blocks).to(device).eval()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    lq = load_input(args.frames, args.height, args.width, device)
+    dtype = DTYPES[precision]
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        model(lq[:, :2])  # warm-up: kernels compiled/loaded, allocator primed
+        sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        rss_reset = reset_peak_rss()
+        times = []
+        for _ in range(args.model_repeats):
+            start = time.perf_counter()
+            out = model(lq)
+            sync(device)
+            times.append(time.perf_counter() - start)
+    seconds = min(times)
+    result = {
+        "precision": precision,
+        "frames": args.frames,
+        "lr_size": f"{args.height}x{args.width}",
+        "out_shape": list(out.shape),
+        "s_per_frame": seconds / args.frames,
+        "frames_per_s": args.frames / seconds,
+    }
+    if device.type == "cuda":
+        result["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    result["peak_rss_mb" if rss_reset else "peak_rss_mb_since_start"] = peak_rss_mb()
+    return result
+
+
+def main() -> None:
+    """Parse arguments, run the benchmarks and print (and optionally save) the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--height", type=int, default=180, help="LR frame height (default 180)")
+    parser.add_argument("--width", type=int, default=320, help="LR frame width (default 320)")
+    parser.add_argument("--frames", type=int, default=10, help="sequence length (default 10)")
+    parser.add_argument("--mid-channels", type=int, default=64)
+    parser.add_argument("--num-blocks", type=int, default=7)
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=sorted(DTYPES))
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the DCN/conv micro-benchmark")
+    parser.add_argument("--model-repeats", type=int, default=1, help="timed runs of the whole model")
+    parser.add_argument("--channels-last", action="store_true", help="convert the model to channels_last")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--dcn-only", action="store_true", help="only the DCN-vs-conv micro-benchmark")
+    parser.add_argument("--model-only", action="store_true", help="only the whole-model benchmark")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    env = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
+    print(json.dumps(env))
+    report: dict = {"env": env}
+    if not args.model_only:
+        report["dcn"] = bench_dcn(args, device)
+        print(json.dumps(report["dcn"]))
+    if not args.dcn_only:
+        report["model"] = []
+        for precision in args.precision:
+            res = bench_model(args, device, precision)
+            report["model"].append(res)
+            print(json.dumps(res))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

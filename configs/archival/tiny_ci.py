@@ -1,0 +1,25 @@
+"""Tiny settings for CI and quick checks: c8n1 BasicVSR++ x2, H.264 CRF 23, a few CPU iterations.
+
+No base checkpoint (from scratch, stored in full) unless ``base_checkpoint`` is given, e.g.
+``--cfg-options base_checkpoint=path/to/tiny_base.pth`` (then an int8 delta is stored).
+"""
+
+_base_ = ["./_base_/archival_default.py"]
+
+codec = dict(scale=2, codec="libx264", crf=23, preset="medium")
+model = dict(generator=dict(mid_channels=8, num_blocks=1, upscale_factor=2))
+base_checkpoint = None
+finetune = dict(
+    max_iters=4,
+    max_seconds=120.0,
+    clip_length=3,
+    patch_size=128,
+    lr=1e-3,
+    lr_schedule="constant",
+    num_workers=0,
+    eval_frames=0,
+    checkpoint_interval=2,
+    log_interval=1,
+)
+storage = dict(mode="auto", dtype="int8", compression="lzma")
+restore = dict(device="cpu", precision="fp32", max_seq_len=8)
