@@ -28,4 +28,4 @@ METRICS = Registry(
     "metric", parent=MMENGINE_METRICS, locations=["basicvsr_archival.evaluation"], scope="basicvsr_archival"
 )
 
-__all__ = ["MODELS", "DATASETS", "TRANSFORMS", "METRICS"]
+__all__ = ["DATASETS", "METRICS", "MODELS", "TRANSFORMS"]

@@ -4,10 +4,10 @@ Prints, for one machine:
 1. the deformable convolution at the BasicVSR++ alignment shape (in 2*mid, out mid, 3x3,
    16 deform groups, the LR size, batch 1) per implementation, as a multiple of a dense
    ``F.conv2d`` of the same shape (the DCN-to-conv ratio);
-2. the full network (default c64n7, x4) on ``--frames`` frames of ``--height x --width``: seconds
-   per frame, frames/s and peak memory (CPU: peak resident set size of this process during the
-   run, via /proc/self/clear_refs + VmHWM; CUDA: ``torch.cuda.max_memory_allocated``), for each
-   ``--precision``.
+2. the full network (default c64n7, x4) on ``--frames`` frames of ``--height x --width``, with the
+   weights channels_last as ``init_model`` stores them: seconds per frame, frames/s and peak memory
+   (CPU: peak resident set size of this process during the run, via /proc/self/clear_refs + VmHWM;
+   CUDA: ``torch.cuda.max_memory_allocated``), for each ``--precision``.
 
 Examples::
 
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from basicvsr_archival.models import BasicVSRPlusPlus  # noqa: E402
-from basicvsr_archival.models.ops import modulated_deform_conv2d  # noqa: E402
-from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl  # noqa: E402
+from basicvsr_archival.models import BasicVSRPlusPlus
+from basicvsr_archival.models.ops import modulated_deform_conv2d
+from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEMO_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "reds_demo_000"
@@ -80,7 +80,7 @@ def load_input(frames: int, height: int, width: int, device: torch.device) -> to
     """(1, t, 3, h, w) in [0, 1]: real REDS frames (cropped/tiled to size) when ../shared has them."""
     paths = sorted(DEMO_FRAMES.glob("*.png")) if DEMO_FRAMES.is_dir() else []
     if paths:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         imgs = []
         for i in range(frames):
@@ -112,17 +112,21 @@ def bench_dcn(args: argparse.Namespace, device: torch.device) -> dict:
         if name not in impls and external_impl_works(name, device.type):
             impls.append(name)
     result = {"shape": f"in {c_in}, out {c_out}, 3x3, {groups} deform groups, {h}x{w}, batch 1", "auto": auto}
+    layouts = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
     with torch.inference_mode():
-        conv_s = best_of(lambda: F.conv2d(x, weight, bias, padding=1), args.repeats, device)
-        result["conv2d_ms"] = conv_s * 1e3
-        for impl in impls:
+        for layout, fmt in layouts.items():
+            # both operators see the same memory layout of input and weight
+            xl, wl = x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt)
+            conv_s = best_of(lambda xl=xl, wl=wl: F.conv2d(xl, wl, bias, padding=1), args.repeats, device)
+            result[f"{layout}_conv2d_ms"] = conv_s * 1e3
+            for impl in impls:
 
-            def run(impl=impl):
-                return modulated_deform_conv2d(x, offset, mask, weight, bias, 1, 1, 1, 1, groups, impl=impl)
+                def run(impl=impl, xl=xl, wl=wl):
+                    return modulated_deform_conv2d(xl, offset, mask, wl, bias, 1, 1, 1, 1, groups, impl=impl)
 
-            dcn_s = best_of(run, args.repeats, device)
-            result[f"{impl}_ms"] = dcn_s * 1e3
-            result[f"{impl}_ratio"] = dcn_s / conv_s
+                dcn_s = best_of(run, args.repeats, device)
+                result[f"{layout}_{impl}_ms"] = dcn_s * 1e3
+                result[f"{layout}_{impl}_ratio"] = dcn_s / conv_s
     return result
 
 
@@ -134,7 +138,9 @@ def bench_model(args: argparse.Namespace, device: torch.device, precision: str) 
     lq = load_input(args.frames, args.height, args.width, device)
     dtype = DTYPES[precision]
     autocast = (
-        torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+        torch.autocast(device_type=device.type, dtype=dtype)
+        if dtype != torch.float32
+        else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:
         model(lq[:, :2])  # warm-up: kernels compiled/loaded, allocator primed
@@ -165,7 +171,9 @@ def bench_model(args: argparse.Namespace, device: torch.device, precision: str) 
 
 def main() -> None:
     """Parse arguments, run the benchmarks and print (and optionally save) the figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--height", type=int, default=180, help="LR frame height (default 180)")
     parser.add_argument("--width", type=int, default=320, help="LR frame width (default 320)")
@@ -175,7 +183,12 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=sorted(DTYPES))
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of the DCN/conv micro-benchmark")
     parser.add_argument("--model-repeats", type=int, default=1, help="timed runs of the whole model")
-    parser.add_argument("--channels-last", action="store_true", help="convert the model to channels_last")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store the model's weights channels_last, as init_model does (default on)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--dcn-only", action="store_true", help="only the DCN-vs-conv micro-benchmark")
     parser.add_argument("--model-only", action="store_true", help="only the whole-model benchmark")

@@ -107,6 +107,8 @@ default_hooks = dict(
     ),
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
+# checkpoints stay loadable with torch.load(weights_only=True) (engine/hooks.py)
+custom_hooks = [dict(type="SafeCheckpointHook")]
 log_processor = dict(type="LogProcessor", window_size=100, by_epoch=False)
 vis_backends = [dict(type="LocalVisBackend")]
 if importlib.util.find_spec("tensorboard") is not None:

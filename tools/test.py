@@ -12,6 +12,8 @@ Checkpoints are mmengine / MMEditing files (``state_dict`` with ``generator.`` k
 from __future__ import annotations
 
 import argparse
+import contextlib
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,15 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+# imported for their registrations: datasets / transforms, DDP wrappers and hooks, metrics, models
 import basicvsr_archival.datasets
 import basicvsr_archival.engine
 import basicvsr_archival.evaluation
-import basicvsr_archival.models  # noqa: F401  (registers networks, losses, restorer)
+import basicvsr_archival.models  # noqa: F401
 from basicvsr_archival.datasets.io import write_image
 from basicvsr_archival.engine.checkpoint import trusted_torch_load
 from basicvsr_archival.engine.config import load_config, set_work_dir
-from basicvsr_archival.engine.launcher import init_distributed
+from basicvsr_archival.engine.launcher import finalize_distributed, init_distributed
 from basicvsr_archival.evaluation import ClipMetric
 
 
@@ -69,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override config entries; a dot-less key naming a dataset field (data_root, ...) "
         "is set in every split",
     )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load full-pickle checkpoints (torch.load weights_only=False), e.g. mmengine checkpoints "
+        "written without SafeCheckpointHook; only for files you trust",
+    )
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
     return parser.parse_args(argv)
 
@@ -101,11 +110,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     runner = Runner.from_cfg(cfg)
     if args.save_path:
         runner.register_hook(SavePredictionsHook(args.save_path))
-    with trusted_torch_load():  # checkpoints written by training hold the message hub: engine/checkpoint.py
-        metrics = runner.test()
+    try:
+        with trusted_torch_load() if args.trust_checkpoint else contextlib.nullcontext():
+            metrics = runner.test()
+    except pickle.UnpicklingError as exc:
+        raise RuntimeError(
+            "checkpoint is not loadable with torch.load(weights_only=True) (a full pickle, e.g. written "
+            "without SafeCheckpointHook); pass --trust-checkpoint if you trust the file"
+        ) from exc
     if is_main_process():
         clip_metrics = [m for m in runner.test_evaluator.metrics if isinstance(m, ClipMetric)]
         print(format_report(metrics, clip_metrics), flush=True)
+    finalize_distributed()
     return metrics
 
 

@@ -12,21 +12,25 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import pickle
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmengine.config import DictAction
+import torch
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+# imported for their registrations: datasets / transforms, DDP wrappers and hooks, metrics, models
 import basicvsr_archival.datasets
 import basicvsr_archival.engine
 import basicvsr_archival.evaluation
-import basicvsr_archival.models  # noqa: F401  (registers networks, losses, restorer)
+import basicvsr_archival.models  # noqa: F401
 from basicvsr_archival.engine.checkpoint import trusted_torch_load
 from basicvsr_archival.engine.config import load_config, set_work_dir
-from basicvsr_archival.engine.launcher import init_distributed
+from basicvsr_archival.engine.launcher import finalize_distributed, init_distributed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,11 +57,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override config entries, e.g. train_cfg.max_iters=10 model.generator.mid_channels=16; "
         "a dot-less key naming a dataset field (data_root, gt_folder, ...) is set in every split",
     )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load full-pickle checkpoints (torch.load weights_only=False), e.g. mmengine checkpoints "
+        "written without SafeCheckpointHook; only for files you trust",
+    )
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
     return parser.parse_args(argv)
 
 
-def build_cfg(args: argparse.Namespace):
+def build_cfg(args: argparse.Namespace) -> Config:
     """The merged config for ``args`` (work dir, resume, AMP and launcher applied)."""
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
@@ -74,8 +84,6 @@ def build_cfg(args: argparse.Namespace):
             "(pass --cfg-options load_from=PATH or load_from=None)"
         )
     if args.amp:
-        import torch
-
         if not torch.cuda.is_available():
             raise RuntimeError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); none is available")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
@@ -91,9 +99,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[train.py] process rank {rank} of world_size {world_size}", flush=True)
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
-    # resuming loads our own full checkpoints (optimizer, message hub): see engine/checkpoint.py
-    with trusted_torch_load():
-        runner.train()
+    try:
+        with trusted_torch_load() if args.trust_checkpoint else contextlib.nullcontext():
+            runner.train()
+    except pickle.UnpicklingError as exc:
+        raise RuntimeError(
+            "checkpoint is not loadable with torch.load(weights_only=True) (a full pickle, e.g. written "
+            "without SafeCheckpointHook); pass --trust-checkpoint if you trust the file"
+        ) from exc
+    finalize_distributed()
 
 
 if __name__ == "__main__":

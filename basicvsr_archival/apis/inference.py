@@ -160,12 +160,18 @@ def describe_checkpoint_mismatch(model: nn.Module, checkpoint: PathLike) -> str 
 
 
 def init_model(
-    config: PathLike | Config, checkpoint: PathLike | None = None, device: str | torch.device | None = None
+    config: PathLike | Config,
+    checkpoint: PathLike | None = None,
+    device: str | torch.device | None = None,
+    channels_last: bool = True,
 ) -> nn.Module:
     """Build ``cfg.model`` from a config, load ``checkpoint`` strictly, move to ``device``, set eval mode.
 
     ``checkpoint=None`` keeps the random initialisation. A checkpoint whose keys or shapes do not fit
     the config raises :class:`CheckpointMismatchError`. The config is stored as ``model.cfg``.
+    ``channels_last`` stores the convolution weights in NHWC order, so every convolution (and the
+    fused deformable convolution) runs on NHWC activations: about 2x faster for BasicVSR++ on CPU
+    (no NCHW<->blocked reorders of 720p feature maps), same parameters and state dict.
     """
     import basicvsr_archival.models  # noqa: F401  (registers BasicVSR, BasicVSRPlusPlus, ... in MODELS)
 
@@ -187,6 +193,8 @@ def init_model(
             raise CheckpointError(f"{path}: cannot load checkpoint ({_first_line(exc)})") from exc
     model.cfg = cfg
     model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     model.eval()
     return model
 

@@ -20,14 +20,17 @@ delta model stores nothing for them).
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import importlib
 import json
+import logging
 import math
 import os
+import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ import torch
 from mmengine.hooks import Hook
 from tqdm import tqdm
 
-from basicvsr_archival.utils.ffmpeg import PathLike, iter_video_frames, probe_video
+from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
 
 from .package import ArchiveError, read_state_dict
 
@@ -46,6 +49,10 @@ STATS_NAME = "finetune_stats.json"
 INIT_NAME = "init.pth"
 NEVER = 10**12  # fix_iter that keeps SPyNet frozen for the whole run
 LR_SCHEDULES = ("cosine", "constant")
+_INT_MINIMA = dict(
+    max_iters=0, clip_length=2, patch_size=16, batch_size=1, num_workers=0, held_out_frames=0, eval_frames=0,
+    checkpoint_interval=1, log_interval=1,
+)  # fmt: skip
 
 
 class FinetuneError(ArchiveError):
@@ -66,7 +73,7 @@ class FinetuneSettings:
     eta_min_ratio: float = 0.1
     batch_size: int = 1
     num_workers: int = 0
-    augment: bool = True
+    augment: bool = False
     frozen: tuple[str, ...] = ("spynet",)
     held_out_frames: int = 0
     eval_frames: int = 10
@@ -76,24 +83,16 @@ class FinetuneSettings:
 
     def __post_init__(self) -> None:
         """Validate the fields."""
-        checks = [
-            (isinstance(self.max_iters, int) and self.max_iters >= 0, "max_iters must be an int >= 0"),
-            (float(self.max_seconds) > 0, "max_seconds must be > 0"),
-            (isinstance(self.clip_length, int) and self.clip_length >= 2, "clip_length must be an int >= 2"),
-            (isinstance(self.patch_size, int) and self.patch_size >= 16, "patch_size must be an int >= 16"),
-            (float(self.lr) > 0, "lr must be > 0"),
-            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}"),
-            (0 <= float(self.eta_min_ratio) <= 1, "eta_min_ratio must be in [0, 1]"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an int >= 1"),
-            (isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers must be an int >= 0"),
-            (isinstance(self.held_out_frames, int) and self.held_out_frames >= 0, "held_out_frames must be >= 0"),
-            (isinstance(self.eval_frames, int) and self.eval_frames >= 0, "eval_frames must be an int >= 0"),
-            (isinstance(self.checkpoint_interval, int) and self.checkpoint_interval >= 1, "checkpoint_interval >= 1"),
-            (isinstance(self.log_interval, int) and self.log_interval >= 1, "log_interval must be >= 1"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise FinetuneError(f"finetune.{msg}")
+        for name, low in _INT_MINIMA.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise FinetuneError(f"finetune.{name} must be an int >= {low}, got {v!r}")
+        if not (float(self.max_seconds) > 0 and float(self.lr) > 0 and 0 <= float(self.eta_min_ratio) <= 1):
+            raise FinetuneError("finetune.max_seconds and finetune.lr must be > 0, eta_min_ratio in [0, 1]")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise FinetuneError(
+                f"finetune.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
         object.__setattr__(self, "frozen", tuple(str(f) for f in self.frozen))
 
     @classmethod
@@ -155,13 +154,38 @@ def check_base_fits(
     if shapes:
         k = shapes[0]
         problems.append(
-            f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(base_state[k].shape)} vs {tuple(model_state[k].shape)})"
+            f"{len(shapes)} shape mismatches (e.g. {k}: "
+            f"{tuple(base_state[k].shape)} vs {tuple(model_state[k].shape)})"
         )
     if extra and not allow_extra_keys:
         problems.append(f"{len(extra)} unexpected tensors (e.g. {extra[0]}; set base_allow_extra_keys=True)")
     if problems:
         raise FinetuneError(f"{where}: base checkpoint does not fit the model config: " + "; ".join(problems))
     return {"loaded_tensors": len(model_state), "ignored_base_tensors": len(extra)}
+
+
+_SPYNET_CONV = re.compile(r"spynet\.basic_module\.(\d+)\.basic_module\.(\d+)\.conv\.(weight|bias)$")
+
+
+def zero_flow_spynet(state: dict[str, torch.Tensor]) -> int:
+    """Zero the last convolution of every SPyNet level in ``state`` (in place): flows start at zero.
+
+    A randomly initialised SPyNet predicts large random flows that make the alignment warp features
+    to garbage; with zero flows the model starts from identity alignment. Returns the tensors zeroed.
+    """
+    last: dict[str, int] = {}
+    for key in state:
+        m = _SPYNET_CONV.search(key)
+        if m:
+            level = key[: m.start(2)]
+            last[level] = max(last.get(level, -1), int(m.group(2)))
+    zeroed = 0
+    for key in state:
+        m = _SPYNET_CONV.search(key)
+        if m and int(m.group(2)) == last[key[: m.start(2)]]:
+            state[key].zero_()
+            zeroed += 1
+    return zeroed
 
 
 def initial_state(
@@ -171,7 +195,10 @@ def initial_state(
     model = build_restorer(model_cfg, seed)
     state = model.state_dict()
     if base_checkpoint is None:
-        return {k: v.clone() for k, v in state.items()}, {"from": "scratch", "seed": seed}
+        info: dict[str, Any] = {"from": "scratch", "seed": seed}
+        if not (model_cfg.get("generator") or {}).get("spynet_pretrained"):
+            info["zero_flow_tensors"] = zero_flow_spynet(state)
+        return {k: v.clone() for k, v in state.items()}, info
     base = read_state_dict(base_checkpoint)
     info = check_base_fits(state, base, allow_extra_keys, str(base_checkpoint))
     out = {k: base[k].to(state[k].dtype).clone() for k in state}
@@ -200,7 +227,7 @@ def _write_json_atomic(obj: Any, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ hook
 class FinetuneProgressHook(Hook):
-    """tqdm bar (loss, running PSNR of the training outputs) and the wall-clock budget ``max_seconds``.
+    """tqdm bar (loss, running PSNR of the training outputs), the wall-clock budget ``max_seconds``, freezing.
 
     Seconds spent are kept in the message hub (``finetune_seconds``), which mmengine stores in every
     checkpoint and restores on resume, so the budget spans interruptions. On resume the Runner's
@@ -210,8 +237,11 @@ class FinetuneProgressHook(Hook):
 
     priority = "NORMAL"
 
-    def __init__(self, max_seconds: float, progress: bool = True, psnr_window: int = 20) -> None:
+    def __init__(
+        self, max_seconds: float, progress: bool = True, frozen: Sequence[str] = (), psnr_window: int = 20
+    ) -> None:
         self.max_seconds = float(max_seconds)
+        self.frozen = tuple(frozen)
         self.progress = progress
         self.psnrs: deque[float] = deque(maxlen=psnr_window)
         self.last_loss: float | None = None
@@ -237,8 +267,15 @@ class FinetuneProgressHook(Hook):
         self._t0 = time.perf_counter()
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
         self._handle = model.generator.register_forward_hook(self._capture)
+        for name, param in model.named_parameters():  # no gradients for frozen parts: faster backward
+            if any(f in name for f in self.frozen):
+                param.requires_grad_(False)
         self._bar = tqdm(
-            total=runner.max_iters, initial=runner.iter, desc="fine-tuning", unit="it", disable=not self.progress
+            total=runner.max_iters,
+            initial=runner.iter,
+            desc="fine-tuning",
+            unit="it",
+            disable=not self.progress,
         )
         if runner.iter > 0:
             loop.dataloader_iterator = _SkipReplay(loop.dataloader_iterator, runner.iter)
@@ -268,6 +305,7 @@ class FinetuneProgressHook(Hook):
             post = {"loss": f"{self.last_loss:.4f}" if self.last_loss is not None else "-"}
             if self.running_psnr is not None:
                 post["psnr"] = f"{self.running_psnr:.2f}"
+            post["budget_left"] = f"{max(self.max_seconds - self.seconds, 0):.0f}s"
             self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
         if self.seconds >= self.max_seconds:
@@ -314,6 +352,52 @@ class _SkipReplay:
         return getattr(self.inner, name)
 
 
+class _ScopeWarningFilter(logging.Filter):
+    """Drops mmengine's notices that a registry lacks a ``basicvsr_archival`` child (the fallback is fine)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to search registry with scope" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_scope_warnings() -> Iterator[None]:
+    """Silence the registry-scope fallback notices of the current mmengine logger while building a Runner."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    filt = _ScopeWarningFilter()
+    logger.addFilter(filt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(filt)
+
+
+@contextlib.contextmanager
+def _trust_own_checkpoint(path: Path | None) -> Iterator[None]:
+    """Let ``torch.load`` (weights-only by default) read this run's own mmengine checkpoint when resuming.
+
+    mmengine stores its message hub (``HistoryBuffer`` objects holding numpy arrays) in checkpoints;
+    the globals that needs are allowed for the duration of the block. Only checkpoints this code wrote
+    into its work dir are resumed from.
+    """
+    if path is None or not path.is_file():
+        yield
+        return
+    allowed = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)):
+        module, _, attr = name.rpartition(".")
+        try:
+            allowed.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):
+            continue  # torch.load then reports the unknown global itself
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: scalars are rebuilt via getattr(np.dtypes, ...)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    with torch.serialization.safe_globals(allowed):
+        yield
+
+
 # ------------------------------------------------------------------------------------------ runner config
 def runner_config(
     model_cfg: Mapping[str, Any],
@@ -357,7 +441,9 @@ def runner_config(
     scheduler = None
     if settings.lr_schedule == "cosine":
         eta_min = settings.lr * settings.eta_min_ratio
-        scheduler = dict(type="CosineAnnealingLR", by_epoch=False, T_max=iters, eta_min=eta_min, begin=0, end=iters)
+        scheduler = dict(
+            type="CosineAnnealingLR", by_epoch=False, T_max=iters, eta_min=eta_min, begin=0, end=iters
+        )
     return dict(
         default_scope="basicvsr_archival",
         model=model,
@@ -385,7 +471,7 @@ def runner_config(
         optim_wrapper=dict(
             type="OptimWrapper",
             optimizer=dict(type="Adam", lr=settings.lr, betas=(0.9, 0.99)),
-            paramwise_cfg=dict(custom_keys={k: dict(lr_mult=0.0, decay_mult=0.0) for k in others}),
+            paramwise_cfg=dict(custom_keys={k: dict(lr_mult=0.0) for k in others}),
         ),
         param_scheduler=scheduler,
         default_hooks=dict(
@@ -417,28 +503,6 @@ def runner_config(
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-def eval_psnr(
-    model: torch.nn.Module,
-    lq_video: PathLike,
-    gt_video: PathLike,
-    start: int,
-    count: int,
-    max_seq_len: int | None,
-    device: str | None = None,
-) -> float | None:
-    """Mean PSNR (dB, RGB, 8-bit) of the model's restoration of frames ``[start, start + count)``."""
-    if count <= 0:
-        return None
-    from basicvsr_archival.apis.inference import restore_video_frames
-    from basicvsr_archival.evaluation.metrics import psnr
-
-    lq = list(itertools.islice(iter_video_frames(lq_video, start=start), count))
-    gt = itertools.islice(iter_video_frames(gt_video, start=start), count)
-    out = restore_video_frames(model, lq, max_seq_len=max_seq_len, device=device, progress=False)
-    values = [psnr(o, g) for o, g in zip(out, gt)]
-    return float(np.mean(values)) if values else None
-
-
 def _model_with(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     """Restorer of ``model_cfg`` holding ``state`` (strict), in eval mode on the CPU."""
     model = build_restorer(model_cfg)
@@ -468,9 +532,13 @@ def finetune_video(
     Stats: iterations, seconds, stop reason, final loss, running PSNR and (``eval_frames`` > 0) the
     PSNR of the start and final weights on the evaluation frames (the held-out ones if any).
     """
-    import basicvsr_archival.datasets  # noqa: F401  (registers datasets and transforms)
-    import basicvsr_archival.models  # noqa: F401
+    from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import basicvsr_archival.datasets
+    import basicvsr_archival.models  # noqa: F401  (registers datasets, transforms and networks)
+
+    from .evaluate import restoration_psnr
 
     work = Path(work_dir)
     lq, gt = Path(lq_video), Path(gt_video)
@@ -494,7 +562,9 @@ def finetune_video(
     eval_start = num_frames - settings.held_out_frames if settings.held_out_frames else 0
     eval_count = min(settings.eval_frames, num_frames - eval_start)
     t0 = time.perf_counter()
-    psnr_before = eval_psnr(_model_with(model_cfg, init_state), lq, gt, eval_start, eval_count, eval_max_seq_len)
+    psnr_before = restoration_psnr(
+        _model_with(model_cfg, init_state), lq, gt, eval_start, eval_count, eval_max_seq_len
+    )
     eval_seconds = time.perf_counter() - t0
 
     stats: dict[str, Any] = {"init": init_info, "iters": 0, "seconds": 0.0, "stopped_by": "max_iters"}
@@ -504,12 +574,13 @@ def finetune_video(
             model_cfg, lq, gt, work, settings, scale, num_frames, (info.height, info.width),
             load_from=None if has_ckpt else init_path, resume=has_ckpt,
         )  # fmt: skip
-        from mmengine.config import Config
-
-        runner = Runner.from_cfg(Config(cfg))
-        hook = FinetuneProgressHook(settings.max_seconds, progress)
+        with _quiet_scope_warnings():
+            runner = Runner.from_cfg(Config(cfg))
+        hook = FinetuneProgressHook(settings.max_seconds, progress, frozen=settings.frozen)
         runner.register_hook(hook)
-        runner.train()
+        resume_from = Path((work / "last_checkpoint").read_text().strip()) if has_ckpt else None
+        with _trust_own_checkpoint(resume_from):
+            runner.train()
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
         final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         stats.update(
@@ -521,7 +592,9 @@ def finetune_video(
             running_psnr=hook.running_psnr,
         )
     t0 = time.perf_counter()
-    psnr_after = eval_psnr(_model_with(model_cfg, final_state), lq, gt, eval_start, eval_count, eval_max_seq_len)
+    psnr_after = restoration_psnr(
+        _model_with(model_cfg, final_state), lq, gt, eval_start, eval_count, eval_max_seq_len
+    )
     eval_seconds += time.perf_counter() - t0
     stats.update(
         eval_frames=[eval_start, eval_start + eval_count] if eval_count else None,

@@ -4,7 +4,7 @@ Layout of an archive (a directory, or the same members in one uncompressed ``.ta
 
     ARCHIVE/
         lr.mp4            the downscaled, encoded video (what :func:`codec.encode_lr` wrote)
-        model.pt.xz       the SR weights: full, or the delta from a base checkpoint; fp16/fp32; compressed
+        model.pt.xz       the SR weights: full, or the delta from a base checkpoint; fp32/fp16/int8; xz
         manifest.json     format version, SHA-256 + bytes of every member and of the source video, source
                           properties, every setting used, fine-tuning stats and timings (written last)
 
@@ -96,7 +96,7 @@ def _sha256_stream(f: IO[bytes]) -> tuple[str, int]:
 # ------------------------------------------------------------------------------------------ model storage
 @dataclass(frozen=True)
 class StorageSettings:
-    """How the SR weights are stored: ``mode`` full/delta (auto = delta iff a base exists), dtype, compression."""
+    """Model member settings: ``mode`` full/delta (auto: delta iff a base exists), dtype, compression."""
 
     mode: str = "auto"
     dtype: str = "fp16"
@@ -105,12 +105,13 @@ class StorageSettings:
 
     def __post_init__(self) -> None:
         """Validate every field."""
-        if self.mode not in STORAGE_MODES:
-            raise ArchiveError(f"storage.mode must be one of {STORAGE_MODES}, got {self.mode!r}")
-        if self.dtype not in STORAGE_DTYPES:
-            raise ArchiveError(f"storage.dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}")
-        if self.compression not in COMPRESSIONS:
-            raise ArchiveError(f"storage.compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        for name, choices in (
+            ("mode", STORAGE_MODES),
+            ("dtype", STORAGE_DTYPES),
+            ("compression", COMPRESSIONS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ArchiveError(f"storage.{name} must be one of {choices}, got {getattr(self, name)!r}")
         if isinstance(self.level, bool) or not isinstance(self.level, int) or not 0 <= self.level <= 9:
             raise ArchiveError(f"storage.level must be an int in [0, 9], got {self.level!r}")
 
@@ -327,7 +328,7 @@ def _canonical(obj: Mapping[str, Any]) -> bytes:
 
 
 def dump_manifest(manifest: Mapping[str, Any]) -> bytes:
-    """Final manifest bytes: fills ``bytes.manifest``/``bytes.total`` (fixed point) and ``manifest_sha256``."""
+    """Final manifest bytes: sets ``bytes.manifest`` / ``bytes.total`` (a fixed point) and the self hash."""
     body = {k: v for k, v in to_jsonable(manifest).items() if k != "manifest_sha256"}
     sizes = dict(body.get("bytes", {}))
     members = int(sizes.get("members", 0))
@@ -354,7 +355,8 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     version = manifest.get("format_version")
     if version not in SUPPORTED_VERSIONS:
         raise ArchiveFormatError(
-            f"{where}: unknown archive format version {version!r} (this tool reads {list(SUPPORTED_VERSIONS)})"
+            f"{where}: unknown archive format version {version!r} "
+            f"(this tool reads {list(SUPPORTED_VERSIONS)})"
         )
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     digest = hashlib.sha256(_canonical(body)).hexdigest()
@@ -388,12 +390,6 @@ def _publish(tmp: Path, out: Path) -> None:
     _fsync(out.parent)
 
 
-def temp_name(out: PathLike) -> Path:
-    """A fresh ``OUT.tmp-<random>`` path beside ``out`` (what a build in progress is called)."""
-    out = Path(out)
-    return out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
-
-
 def is_tar_path(path: PathLike) -> bool:
     """True if ``path`` names a single-file (.tar) archive."""
     return Path(path).suffix.lower() == ".tar"
@@ -422,7 +418,7 @@ def write_archive(
     if out.exists():
         raise ArchiveExistsError(f"{out}: already exists; archives are never overwritten")
     out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tmp) if tmp is not None else temp_name(out)
+    build = Path(tmp) if tmp is not None else out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
     build.mkdir()
     try:
         members: dict[str, Any] = {}
@@ -541,7 +537,9 @@ def verify_archive(path: PathLike) -> VerifyReport:
                     digest, size = _sha256_stream(fh)
                     _check_member(where, name, entry, digest, size)
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise ArchiveCorruptError(f"{p}: not a readable archive tar (truncated or corrupted: {exc})") from None
+            raise ArchiveCorruptError(
+                f"{p}: not a readable archive tar (truncated or corrupted: {exc})"
+            ) from None
     members = manifest["members"]
     return VerifyReport(p, manifest, members, int(manifest["bytes"]["total"]))
 
@@ -566,7 +564,9 @@ def open_archive(path: PathLike, verify: bool = True) -> Iterator[tuple[dict[str
                         shutil.copyfileobj(fh, dst, _CHUNK)
         except (tarfile.TarError, EOFError) as exc:
             raise ArchiveCorruptError(f"{p}: not a readable archive tar ({exc})") from None
-        manifest = report.manifest if report else parse_manifest((Path(tmp) / MANIFEST_NAME).read_bytes(), str(p))
+        manifest = (
+            report.manifest if report else parse_manifest((Path(tmp) / MANIFEST_NAME).read_bytes(), str(p))
+        )
         yield manifest, Path(tmp)
 
 
@@ -574,7 +574,9 @@ def member_of(manifest: Mapping[str, Any], role: str, where: str) -> str:
     """Name of the (single) member with ``role``."""
     names = [n for n, m in manifest["members"].items() if m.get("role") == role]
     if len(names) != 1:
-        raise ArchiveCorruptError(f"{where}: manifest has {len(names)} members with role {role!r}, expected 1")
+        raise ArchiveCorruptError(
+            f"{where}: manifest has {len(names)} members with role {role!r}, expected 1"
+        )
     return names[0]
 
 

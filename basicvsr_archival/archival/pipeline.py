@@ -91,7 +91,14 @@ class ArchivalConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-_RESUMABLE_FINETUNE_KEYS = ("max_iters", "max_seconds", "checkpoint_interval", "log_interval", "num_workers", "eval_frames")
+_RESUMABLE_FINETUNE_KEYS = (
+    "max_iters",
+    "max_seconds",
+    "checkpoint_interval",
+    "log_interval",
+    "num_workers",
+    "eval_frames",
+)
 
 
 def load_archival_config(
@@ -134,7 +141,6 @@ def load_archival_config(
         )
     if codec.scale == 1:
         raise ConfigError(f"{where}: codec.scale=1 leaves nothing to super-resolve; use 2 or 4")
-    gen["spynet_pretrained"] = None  # weights come from the base checkpoint / the archive
     model.pop("init_cfg", None)
     base = cfg.get("base_checkpoint")
     base_path = Path(base) if base else None
@@ -143,8 +149,24 @@ def load_archival_config(
     except ArchiveError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return ArchivalConfig(
-        codec, model, base_path, bool(cfg.get("base_allow_extra_keys", False)), finetune, storage, restore, name
+        codec,
+        model,
+        base_path,
+        bool(cfg.get("base_allow_extra_keys", False)),
+        finetune,
+        storage,
+        restore,
+        name,
     )
+
+
+def stored_model_config(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model config as archived: no external weight files (the archive holds every weight)."""
+    out = json.loads(json.dumps(to_jsonable(model)))
+    out.pop("init_cfg", None)
+    if isinstance(out.get("generator"), dict):
+        out["generator"]["spynet_pretrained"] = None
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
@@ -164,7 +186,9 @@ class JobState:
             try:
                 self.data = json.loads(self.path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                raise ArchiveError(f"{self.path}: unreadable job state ({exc}); use a new --work-dir") from None
+                raise ArchiveError(
+                    f"{self.path}: unreadable job state ({exc}); use a new --work-dir"
+                ) from None
         self.data.setdefault("version", STATE_VERSION)
         self.data.setdefault("stages", {})
 
@@ -253,13 +277,19 @@ def run_archive_job(
         raise ArchiveError(f"{src}: source video not found")
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise ArchiveExistsError(f"{out}: refusing to write the archive over the input {src}")
-    if work.resolve() == src.resolve():
-        raise ArchiveError(f"{work}: the work dir cannot be the input file")
+    if work.resolve() == src.resolve() or out.resolve() in [work.resolve(), *work.resolve().parents]:
+        raise ArchiveError(f"{work}: the work dir can be neither the input nor inside the archive {out}")
     if cfg.base_checkpoint is not None and not cfg.base_checkpoint.is_file():
         raise ArchiveError(f"{cfg.base_checkpoint}: base checkpoint not found (config base_checkpoint)")
     state = JobState(work)
     if state.exists and not resume:
-        raise ArchiveError(f"{work}: holds an earlier archive run; pass --resume to continue it or use another --work-dir")
+        raise ArchiveError(
+            f"{work}: holds an earlier archive run; pass --resume to continue it or use another --work-dir"
+        )
+    if state.data.get("source_path", str(src.resolve())) != str(src.resolve()):
+        raise ArchiveError(
+            f"{work}: belongs to the archive run of {state.data['source_path']}; use another --work-dir"
+        )
     if state.data.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
         raise ArchiveError(f"{work}: was made with different settings; use another --work-dir")
     done = state.stage("package")
@@ -362,7 +392,9 @@ def _stage_finetune(
     rec = state.stage("finetune")
     base = _base_record(cfg)
     if rec is not None and rec.get("base") != base:
-        raise ArchiveError(f"{cfg.base_checkpoint}: base checkpoint changed since fine-tuning; use another --work-dir")
+        raise ArchiveError(
+            f"{cfg.base_checkpoint}: base checkpoint changed since fine-tuning; use another --work-dir"
+        )
     if rec is not None and Path(rec["checkpoint"]).is_file():
         return
     state.invalidate_after("decode_lr")
@@ -405,10 +437,11 @@ def _stage_package(
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tool": {"name": "basicvsr_archival", "version": _version()},
         "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
-        "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")} | {"member": LR_NAME},
+        "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")}
+        | {"member": LR_NAME},
         "model": {
             "member": cfg.storage.member_name,
-            "config": cfg.model,
+            "config": stored_model_config(cfg.model),
             "storage": summary,
             "base_checkpoint": base,
             "base_allow_extra_keys": cfg.base_allow_extra_keys,
@@ -422,7 +455,9 @@ def _stage_package(
     state.save()
     timings["package"] = round(time.perf_counter() - t0, 3)
     roles = {LR_NAME: "lr_bitstream", cfg.storage.member_name: "model"}
-    write_archive(out, {LR_NAME: work / LR_NAME}, {cfg.storage.member_name: data}, roles, manifest, [src], tmp)
+    write_archive(
+        out, {LR_NAME: work / LR_NAME}, {cfg.storage.member_name: data}, roles, manifest, [src], tmp
+    )
     state.data.pop("package_tmp", None)
     report = verify_archive(out)
     state.finish("package", {"archive": str(out.resolve()), "seconds": timings["package"]})
@@ -435,3 +470,32 @@ def _version() -> str:
     import basicvsr_archival
 
     return str(getattr(basicvsr_archival, "__version__", "unknown"))
+
+
+# ------------------------------------------------------------------------------------------ CLI helper
+def run_cli(main: Any, argv: list[str] | None = None) -> int:
+    """Run ``main(argv)`` for a tool: known errors become one ``error: ...`` line on stderr and exit 1.
+
+    Set ``BASICVSR_DEBUG=1`` to get tracebacks instead.
+    """
+    import sys
+
+    from basicvsr_archival.apis.inference import InferenceError
+    from basicvsr_archival.utils.ffmpeg import MediaError
+
+    if os.environ.get("BASICVSR_DEBUG"):
+        return int(main(argv) or 0)
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted (re-run with --resume to continue where it stopped)", file=sys.stderr)
+        return 130
+    except (ArchiveError, MediaError, InferenceError, OSError) as exc:
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a CLI shows one line, not a traceback
+        msg = (
+            f"error: unexpected {type(exc).__name__}: {_first_line(exc)} (BASICVSR_DEBUG=1 shows a traceback)"
+        )
+        print(msg, file=sys.stderr)
+        return 1

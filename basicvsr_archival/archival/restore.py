@@ -122,7 +122,9 @@ def build_model(
             state = {k: state[k] for k in model.state_dict()}
         model.load_state_dict(dict(state), strict=True)
     except (KeyError, RuntimeError, TypeError) as exc:
-        raise ArchiveCorruptError(f"{where}: stored model does not fit its config ({_first_line(exc)})") from None
+        raise ArchiveCorruptError(
+            f"{where}: stored model does not fit its config ({_first_line(exc)})"
+        ) from None
     return model.eval()
 
 
@@ -136,14 +138,18 @@ def load_archive_model(
     """Rebuild the archive's model (``which='archive'``) or its base without fine-tuning (``'base'``)."""
     model_info = manifest["model"]
     base_info = model_info.get("base_checkpoint")
-    search = [base_checkpoint] if isinstance(base_checkpoint, str | os.PathLike) else list(base_checkpoint or [])
+    search = (
+        [base_checkpoint] if isinstance(base_checkpoint, str | os.PathLike) else list(base_checkpoint or [])
+    )
     base_state = None
     if base_info:
         path = find_base_checkpoint(base_info, search)
         base_state = read_state_dict(path)
     if which == "base":
         if base_state is None:
-            raise RestoreError(f"{where}: archive has no base checkpoint (its model was trained from scratch)")
+            raise RestoreError(
+                f"{where}: archive has no base checkpoint (its model was trained from scratch)"
+            )
         return build_model(model_info["config"], base_state, where, subset=True)
     if which != "archive":
         raise ValueError(f"which must be 'archive' or 'base', got {which!r}")
@@ -167,6 +173,8 @@ def _check_output(out: Path, forbid: Iterable[Path], overwrite: bool) -> None:
         raise RestoreError(f"{out}: exists and is not a folder (frames need a folder, videos .mp4/.mkv)")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ArchiveExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    if out.is_dir() and any(f.suffix.lower() != ".png" or not f.is_file() for f in out.iterdir()):
+        raise RestoreError(f"{out}: holds files other than PNG frames; choose an empty or new folder")
 
 
 def _write_frames_dir(frames: Iterator[np.ndarray], out: Path) -> tuple[int, tuple[int, int]]:
@@ -236,7 +244,8 @@ def restore_archive(
             raise RestoreError(f"{where}: restore failed: {_first_line(exc)}") from None
     if (count, *size) != want:
         raise RestoreError(
-            f"{out}: restored {count} frames of {size[0]}x{size[1]}, expected {want[0]} of {want[1]}x{want[2]}"
+            f"{out}: restored {count} frames of {size[0]}x{size[1]}, "
+            f"expected {want[0]} of {want[1]}x{want[2]}"
         )
     seconds = time.perf_counter() - t0
     return RestoreResult(out, count, size[0], size[1], fps, seconds, str(dev), prec, which)

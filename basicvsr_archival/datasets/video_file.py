@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from basicvsr_archival.registry import DATASETS, TRANSFORMS
-from basicvsr_archival.utils.ffmpeg import probe_video
+from basicvsr_archival.utils.ffmpeg import iter_video_frames, probe_video
 
 from .base import BaseClipDataset, split_frame_ranges
 
@@ -25,11 +25,37 @@ __all__ = ["LoadVideoFrames", "VideoFileDataset", "read_video_frames"]
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """RGB uint8 array of a decoded frame (full-range YUV as full range, untagged/limited as limited)."""
+    """RGB uint8 array of a decoded frame, converted as ``utils.ffmpeg.iter_video_frames`` does."""
     if frame.format.is_rgb:
         return frame.to_ndarray(format="rgb24")
     src_range = "JPEG" if int(frame.color_range or 0) == 2 else "MPEG"
     return frame.reformat(format="rgb24", src_color_range=src_range, dst_color_range="JPEG").to_ndarray()
+
+
+def _seek_and_decode(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
+    """Frames ``wanted`` (sorted) found by seeking; empty or partial when timestamps do not allow it."""
+    found: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: contains no video stream")
+        stream = container.streams.video[0]
+        fps, tb = stream.average_rate or stream.guessed_rate, stream.time_base
+        if fps is None or tb is None:
+            return found
+        start_time = stream.start_time or 0
+        container.seek(int(start_time + wanted[0] / (float(fps) * float(tb))), backward=True, stream=stream)
+        targets = set(wanted)
+        for n, frame in enumerate(container.decode(stream)):
+            if frame.pts is None:
+                return {}
+            idx = round(float((frame.pts - start_time) * tb * fps))
+            if n == 0 and idx > wanted[0]:
+                return {}  # landed after the first wanted frame
+            if idx in targets:
+                found[idx] = _to_rgb(frame)
+            if idx >= wanted[-1]:
+                break
+    return found
 
 
 def read_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> list[np.ndarray]:
@@ -37,45 +63,23 @@ def read_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> list[n
 
     1. Seek to the key frame at or before the earliest wanted frame (time ``index / fps``).
     2. Decode forward; a frame's index is ``round((pts - start_time) * time_base * fps)``.
-    3. If the stream has no timestamps, or seeking overshoots, decode from the start instead.
+    3. If the stream has no timestamps, or seeking lands late or misses frames, decode sequentially
+       from the start (``utils.ffmpeg.iter_video_frames``, frame-exact) instead.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: video file not found")
-    wanted = sorted(set(int(i) for i in indices))
+    wanted = sorted({int(i) for i in indices})
     if not wanted or wanted[0] < 0:
         raise ValueError(f"{p}: invalid frame indices {list(indices)}")
-    found: dict[int, np.ndarray] = {}
-    with av.open(str(p)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{p}: contains no video stream")
-        stream = container.streams.video[0]
-        fps = stream.average_rate or stream.guessed_rate
-        start_time = stream.start_time or 0
-        tb = stream.time_base
-        seekable = fps is not None and tb is not None and wanted[0] > 0
-        if seekable:
-            target = int(start_time + wanted[0] / (float(fps) * float(tb)))
-            container.seek(target, backward=True, any_frame=False, stream=stream)
-        sequential = not seekable
-        for n, frame in enumerate(container.decode(stream)):
-            if not sequential and frame.pts is None:
-                raise ValueError(f"{p}: frames carry no timestamps; cannot seek")
-            idx = n if sequential else round(float((frame.pts - start_time) * tb * fps))
-            if not sequential and n == 0 and idx > wanted[0]:
-                break  # seek overshot: fall back below
-            if idx in wanted:
-                found[idx] = _to_rgb(frame)
+    found = _seek_and_decode(p, wanted) if wanted[0] > 0 else {}
+    if len(found) < len(wanted):
+        found, targets = {}, set(wanted)
+        for idx, rgb in enumerate(iter_video_frames(p, start=wanted[0]), start=wanted[0]):
+            if idx in targets:
+                found[idx] = rgb
             if idx >= wanted[-1]:
                 break
-    if len(found) < len(wanted) and seekable:
-        found = {}
-        with av.open(str(p)) as container:
-            for idx, frame in enumerate(container.decode(container.streams.video[0])):
-                if idx in wanted:
-                    found[idx] = _to_rgb(frame)
-                if idx >= wanted[-1]:
-                    break
     missing = [i for i in wanted if i not in found]
     if missing:
         raise IndexError(f"{p}: frames {missing} not found (video is shorter)")

@@ -1,11 +1,22 @@
-"""Training-engine helpers: process-group set-up and CPU-compatible distributed model wrappers."""
+"""Training-engine helpers: process-group set-up, CPU-compatible DDP wrappers, checkpoint hook."""
 
+from .checkpoint import trusted_torch_load
+from .config import load_config, propagate_dataset_options, set_work_dir
 from .ddp import DistributedDataParallel, SeparateDistributedDataParallel, drop_cpu_device_ids
-from .launcher import init_distributed
+from .hooks import SafeCheckpointHook, from_weights_only_safe, to_weights_only_safe
+from .launcher import finalize_distributed, init_distributed
 
 __all__ = [
     "DistributedDataParallel",
+    "SafeCheckpointHook",
     "SeparateDistributedDataParallel",
     "drop_cpu_device_ids",
+    "finalize_distributed",
+    "from_weights_only_safe",
     "init_distributed",
+    "load_config",
+    "propagate_dataset_options",
+    "set_work_dir",
+    "to_weights_only_safe",
+    "trusted_torch_load",
 ]

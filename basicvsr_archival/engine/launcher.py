@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from mmengine.dist import init_dist
 
-__all__ = ["REQUIRED_ENV", "init_distributed"]
+__all__ = ["REQUIRED_ENV", "finalize_distributed", "init_distributed"]
 
 # variables torchrun sets for every worker
 REQUIRED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -50,3 +50,13 @@ def init_distributed(launcher: str, backend: str | None = None, timeout_s: int =
                 timeout=datetime.timedelta(seconds=timeout_s),
             )
     return dist.get_rank(), dist.get_world_size()
+
+
+def finalize_distributed() -> None:
+    """Wait for every rank, then destroy the default process group (no-op when none is initialised).
+
+    Without this a rank can exit while another still talks to it, and gloo aborts that rank at shutdown.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

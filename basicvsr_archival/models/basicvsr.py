@@ -11,10 +11,11 @@ Data contract (a batch after mmengine's ``default_collate``)::
 
 Training fixes the SPyNet weights while the iteration (``MessageHub`` info 'iter', which mmengine's
 ``RuntimeInfoHook`` sets) is below ``train_cfg['fix_iter']`` (official schedule). The schedule is
-applied in ``train_step`` and again in 'loss' mode while training, because mmengine's
-``MMDistributedDataParallel.train_step`` bypasses the module's ``train_step``. Because some parameters
-get no gradient in that phase, distributed training must wrap the model with
-``model_wrapper_cfg=dict(type='MMDistributedDataParallel', find_unused_parameters=True)``.
+applied in ``train_step`` and again in 'loss' mode while training, so it holds under any wrapper.
+Distributed configs use ``model_wrapper_cfg=dict(type='CPUCompatibleSeparateDDP',
+find_unused_parameters=True)`` (``basicvsr_archival/engine/ddp.py``): it calls this ``train_step``,
+keeps checkpoint keys as ``generator.<key>``, runs on CPU (gloo) and GPU, and tolerates the
+parameters that get no gradient while SPyNet is fixed.
 """
 
 from __future__ import annotations

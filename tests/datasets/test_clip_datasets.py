@@ -58,7 +58,7 @@ def test_reds_partitions_and_items(frame_pairs: Path, tmp_path: Path):
     assert len(official) == 5
     item = train[0]
     assert item["inputs"].shape == (2, 3, 16, 16) and item["data_samples"]["gt"].shape == (2, 3, 64, 64)
-    assert 0.0 <= float(item["inputs"].min()) and float(item["inputs"].max()) <= 1.0
+    assert float(item["inputs"].min()) >= 0.0 and float(item["inputs"].max()) <= 1.0
     with pytest.raises(FileNotFoundError, match=r"missing official test clips"):
         REDSMultipleGTDataset(val_partition="official", test_mode=True, **kw)
 
@@ -68,7 +68,9 @@ def test_reds_clear_errors(frame_pairs: Path, tmp_path: Path):
         REDSMultipleGTDataset(gt_folder=str(tmp_path / "nothing"), lq_folder=None)
     _clip_tree(tmp_path, frame_pairs, ["001", "002"])
     os.remove(tmp_path / "lq" / "002" / "00000002.png")
-    with pytest.raises(ValueError, match=r"mismatched frame counts: .*lq/002 has 2 LR frames, .*gt/002 has 3 GT"):
+    with pytest.raises(
+        ValueError, match=r"mismatched frame counts: .*lq/002 has 2 LR frames, .*gt/002 has 3 GT"
+    ):
         REDSMultipleGTDataset(data_root=str(tmp_path), gt_folder="gt", lq_folder="lq")
     (tmp_path / "lq" / "002").rename(tmp_path / "lq" / "xyz")
     with pytest.raises(FileNotFoundError, match=r"missing LR clips \['002'\]"):
@@ -80,7 +82,9 @@ def test_size_mismatch_names_files(frame_pairs: Path, tmp_path: Path):
         (tmp_path / side / "a").mkdir(parents=True)
     write_image(tmp_path / "gt" / "a" / "0.png", read_image_uint8(frame_pairs / "gt" / "00000000.png"))
     write_image(tmp_path / "lq" / "a" / "0.png", np.zeros((40, 80, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"mismatched sizes: GT .*gt/a/0.png is 180x320 but LR .*lq/a/0.png is 40x80"):
+    with pytest.raises(
+        ValueError, match=r"mismatched sizes: GT .*gt/a/0.png is 180x320 but LR .*lq/a/0.png is 40x80"
+    ):
         SRFolderMultipleGTDataset(gt_folder=str(tmp_path / "gt"), lq_folder=str(tmp_path / "lq"))
 
 
@@ -92,11 +96,15 @@ def test_folder_dataset_clips_flat_and_ann(frame_pairs: Path, tmp_path: Path):
         dict(type="LoadImageFromFile", key="gt"),
         dict(type="PackInputs", scale=4),
     ]
-    ds = SRFolderMultipleGTDataset(gt_folder="gt", lq_folder="lq", data_root=str(tmp_path), pipeline=test_pipe)
+    ds = SRFolderMultipleGTDataset(
+        gt_folder="gt", lq_folder="lq", data_root=str(tmp_path), pipeline=test_pipe
+    )
     assert len(ds) == 2 and ds[1]["data_samples"]["key"] == "city"
     assert ds[0]["inputs"].shape == (4, 3, 45, 80) and ds[0]["data_samples"]["gt"].shape == (4, 3, 180, 320)
     (tmp_path / "ann.txt").write_text("city 4\n")
-    ds = SRFolderMultipleGTDataset(gt_folder="gt", lq_folder="lq", ann_file="ann.txt", data_root=str(tmp_path))
+    ds = SRFolderMultipleGTDataset(
+        gt_folder="gt", lq_folder="lq", ann_file="ann.txt", data_root=str(tmp_path)
+    )
     assert len(ds) == 1 and ds.get_data_info(0)["key"] == "city"
     flat = SRFolderMultipleGTDataset(gt_folder=str(frame_pairs / "gt"), lq_folder=None)
     info = flat.get_data_info(0)
@@ -118,7 +126,7 @@ def test_vimeo_septuplets(frame_pairs: Path, tmp_path: Path):
         gt_folder="gt",
         lq_folder="lq",
         data_root=str(tmp_path),
-        pipeline=PIPELINE[1:3] + [dict(type="MirrorSequence"), dict(type="PackInputs", scale=4)],
+        pipeline=[*PIPELINE[1:3], dict(type="MirrorSequence"), dict(type="PackInputs", scale=4)],
     )
     assert len(ds) == 2
     item = ds[1]
@@ -133,7 +141,12 @@ def test_vimeo_septuplets(frame_pairs: Path, tmp_path: Path):
 def test_split_frame_ranges():
     assert split_frame_ranges(21, 8, False, num_val_frames=5) == [(0, 8), (8, 16)]
     assert split_frame_ranges(21, 8, True, num_val_frames=5) == [(16, 21)]
-    assert split_frame_ranges(20, 5, False, val_ranges=[[5, 8]], min_length=2) == [(0, 5), (8, 13), (13, 18), (18, 20)]
+    assert split_frame_ranges(20, 5, False, val_ranges=[[5, 8]], min_length=2) == [
+        (0, 5),
+        (8, 13),
+        (13, 18),
+        (18, 20),
+    ]
     assert split_frame_ranges(10, 4, True) == [(0, 4), (4, 8), (8, 10)]
     with pytest.raises(ValueError, match="outside"):
         split_frame_ranges(10, 4, False, val_ranges=[[8, 12]])
@@ -150,8 +163,9 @@ def test_video_clips_dataset_holds_out_frames(reds_demo_dir: Path):
         dict(type="PairedRandomCrop", gt_patch_size=64, scale=4),
         dict(type="PackInputs"),
     ]
-    train = VideoClipsDataset(gt_folder=str(reds_demo_dir), clip_length=8, num_input_frames=3, num_val_frames=5,
-                              pipeline=pipe)
+    train = VideoClipsDataset(
+        gt_folder=str(reds_demo_dir), clip_length=8, num_input_frames=3, num_val_frames=5, pipeline=pipe
+    )
     val = VideoClipsDataset(gt_folder=str(reds_demo_dir), clip_length=8, num_val_frames=5, test_mode=True)
     train_frames = {Path(p).name for i in range(len(train)) for p in train.get_data_info(i)["gt_path"]}
     val_info = val.get_data_info(0)

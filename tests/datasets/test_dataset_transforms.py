@@ -77,7 +77,7 @@ def test_load_and_degrade_real_frames(reds_demo_dir: Path):
 
 
 def test_load_missing_file_and_allow_missing(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.png"):
         LoadImageFromFile("gt")(dict(key="c", gt_path=[str(tmp_path / "nope.png")]))
     res = LoadImageFromFile("lq", allow_missing=True)(dict(key="c", lq_path=None))
     assert "lq" not in res
@@ -104,7 +104,10 @@ def test_paired_random_crop_alignment():
 def test_paired_random_crop_errors():
     bad = _pair()
     bad["lq"][1] = bad["lq"][1][:-1]
-    bad["lq_path"], bad["gt_path"] = ["lq/a.png", "lq/b.png", "lq/c.png"], ["gt/a.png", "gt/b.png", "gt/c.png"]
+    bad["lq_path"], bad["gt_path"] = (
+        ["lq/a.png", "lq/b.png", "lq/c.png"],
+        ["gt/a.png", "gt/b.png", "gt/c.png"],
+    )
     with pytest.raises(ValueError, match=r"frame 1.*lq/b.png vs gt/b.png"):
         PairedRandomCrop(gt_patch_size=32)(bad)
     with pytest.raises(ValueError, match="smaller than the patch"):

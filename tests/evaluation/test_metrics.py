@@ -1,4 +1,4 @@
-"""PSNR / SSIM against scikit-image on real REDS frames and a degraded copy, in RGB and Y, with crop_border."""
+"""PSNR / SSIM vs scikit-image on real REDS frames and a degraded copy, in RGB and Y, with crop_border."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _pair(reds_demo_dir: Path, index: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _y(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma written out independently: 16 + (65.481 R + 128.553 G + 24.966 B) / 255, RGB in [0, 255]."""
+    """BT.601 luma, written out independently: 16 + (65.481 R + 128.553 G + 24.966 B) / 255 on [0, 255]."""
     r, g, b = (img[..., c].astype(np.float64) for c in range(3))
     return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
 

@@ -28,7 +28,8 @@ def test_extract_frames_lossless_roundtrip(repo_root: Path, reds_demo_dir: Path,
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert names == ["00000000.png", "00000001.png", "00000002.png"]
     np.testing.assert_array_equal(
-        read_image_uint8(tmp_path / "frames" / "00000001.png"), read_image_uint8(reds_demo_dir / "00000003.png")
+        read_image_uint8(tmp_path / "frames" / "00000001.png"),
+        read_image_uint8(reds_demo_dir / "00000003.png"),
     )
     with pytest.raises(FileExistsError, match="already holds images"):
         tool.extract_frames(video, tmp_path / "frames")
@@ -56,14 +57,18 @@ def test_degrade_bi_bd_tree(repo_root: Path, reds_demo_dir: Path, tmp_path: Path
         write_image(gt / clip / "00000000.png", read_image_uint8(reds_demo_dir / "00000000.png"))
     assert tool.degrade_tree(gt, tmp_path / "BIx4", "BI") == 2
     src = read_image_uint8(gt / "a" / "00000000.png")
-    np.testing.assert_array_equal(read_image_uint8(tmp_path / "BIx4" / "b" / "00000000.png"), imresize(src, 0.25))
+    np.testing.assert_array_equal(
+        read_image_uint8(tmp_path / "BIx4" / "b" / "00000000.png"), imresize(src, 0.25)
+    )
     tool.main([str(gt), str(tmp_path / "BDx4"), "--degradation", "BD"])
     np.testing.assert_array_equal(read_image_uint8(tmp_path / "BDx4" / "a" / "00000000.png"), bd_degrade(src))
     assert tool.degrade_tree(gt, tmp_path / "BIx4", "BI") == 0  # existing outputs are kept
     with pytest.raises(ValueError, match="must not be"):
         tool.degrade_tree(gt, gt / "a", "BI")
     write_image(tmp_path / "odd" / "x.png", np.zeros((10, 12, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"x.png: size 10x12 is not a multiple of scale 4 \(use --mod-crop\)"):
+    with pytest.raises(
+        ValueError, match=r"x.png: size 10x12 is not a multiple of scale 4 \(use --mod-crop\)"
+    ):
         tool.degrade_tree(tmp_path / "odd", tmp_path / "odd_lr")
     assert tool.degrade_tree(tmp_path / "odd", tmp_path / "odd_lr", mod_crop=True) == 1
     assert read_image_uint8(tmp_path / "odd_lr" / "x.png").shape == (2, 3, 3)
@@ -72,7 +77,9 @@ def test_degrade_bi_bd_tree(repo_root: Path, reds_demo_dir: Path, tmp_path: Path
 def test_merge_reds_val(repo_root: Path, reds_demo_dir: Path, tmp_path: Path):
     tool = _tool(repo_root, "merge_reds_val")
     for clip in ("000", "001"):
-        write_image(tmp_path / "val" / clip / "00000000.png", read_image_uint8(reds_demo_dir / "00000000.png"))
+        write_image(
+            tmp_path / "val" / clip / "00000000.png", read_image_uint8(reds_demo_dir / "00000000.png")
+        )
     assert tool.merge_val(tmp_path / "val", tmp_path / "train", link=True) == 2
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["240", "241"]
     with pytest.raises(FileExistsError, match="target clip exists"):

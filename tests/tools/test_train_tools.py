@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from basicvsr_archival.apis import init_model
 from basicvsr_archival.registry import MODELS
 
 TINY = "configs/tiny_reds_demo_train.py"
@@ -58,7 +59,7 @@ def test_cfg_options_change_model_and_data_paths(repo_root: Path, reds_demo_dir:
     model = MODELS.build(cfg.model)
     assert model.generator.mid_channels == 16
     assert model.generator.feat_extract(torch.zeros(1, 3, 8, 8)).shape[1] == 16
-    with pytest.raises(FileNotFoundError, match="nope.pth: checkpoint to resume from not found"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth: checkpoint to resume from not found"):
         train.build_cfg(train.parse_args([str(repo_root / TINY), "--resume", str(tmp_path / "nope.pth")]))
 
 
@@ -66,7 +67,7 @@ def _val_psnr(log: str) -> float:
     return float(re.findall(r"Iter\(val\) \[1/1\]\s+PSNR: ([0-9.]+)", log)[-1])
 
 
-# Slow by nature (about 2-3 minutes on 2 shared CPU cores): two real torchrun launches of 2 gloo ranks
+# Slow by nature (about 1-2 minutes on 2 shared CPU cores): two real torchrun launches of 2 gloo ranks
 # (4 iterations, then a resume to 6) plus one evaluation run; each BasicVSR++ step takes seconds on CPU.
 def test_dist_train_resume_and_test(repo_root: Path, reds_demo_dir: Path, tmp_path: Path):
     work = tmp_path / "work"
@@ -77,22 +78,42 @@ def test_dist_train_resume_and_test(repo_root: Path, reds_demo_dir: Path, tmp_pa
     assert "Distributed training: True" in log and "Iter(train) [4/4]" in log
     for name in ("iter_2.pth", "iter_4.pth", "best_PSNR_iter_4.pth"):
         assert (work / name).is_file(), name
-    ckpt4 = torch.load(work / "iter_4.pth", map_location="cpu", weights_only=False)
+    ckpt4 = torch.load(work / "iter_4.pth", map_location="cpu", weights_only=True)  # SafeCheckpointHook
     assert ckpt4["meta"]["iter"] == 4
     assert all(k.startswith("generator.") and ".module." not in k for k in ckpt4["state_dict"])
 
-    log = _run([*dist, "--resume", str(work / "iter_4.pth"), "--cfg-options", *data, "train_cfg.max_iters=6"], repo_root)
+    log = _run(
+        [*dist, "--resume", str(work / "iter_4.pth"), "--cfg-options", *data, "train_cfg.max_iters=6"],
+        repo_root,
+    )
     assert "resumed epoch: 0, iter: 4" in log
     assert "Iter(train) [5/6]" in log and "Iter(train) [6/6]" in log and "[1/6]" not in log
-    ckpt6 = torch.load(work / "iter_6.pth", map_location="cpu", weights_only=False)
+    ckpt6 = torch.load(work / "iter_6.pth", map_location="cpu", weights_only=True)
     assert ckpt6["meta"]["iter"] == 6
     steps = [float(s["step"]) for s in ckpt6["optimizer"]["state"].values()]
     assert max(steps) == 6  # Adam state continued from iteration 4 (a fresh optimizer would say 2)
     val_psnr = _val_psnr(log)
+    model = init_model(repo_root / TINY, work / "iter_6.pth")  # inference API loads it strictly
+    assert model.generator.mid_channels == 8
 
-    out = _run([sys.executable, "tools/test.py", TINY, str(work / "iter_6.pth"), "--work-dir", str(work / "test"),
-                "--save-path", str(tmp_path / "sr"), "--cfg-options", *data], repo_root)
-    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if re.match(r"^(clip|mean|reds)", line)}
+    out = _run(
+        [
+            sys.executable,
+            "tools/test.py",
+            TINY,
+            str(work / "iter_6.pth"),
+            "--work-dir",
+            str(work / "test"),
+            "--save-path",
+            str(tmp_path / "sr"),
+            "--cfg-options",
+            *data,
+        ],
+        repo_root,
+    )
+    rows = {
+        line.split()[0]: line.split()[1:] for line in out.splitlines() if re.match(r"^(clip|mean|reds)", line)
+    }
     assert rows["clip"] == ["PSNR", "SSIM"]
     assert float(rows["reds_demo_000/00000016"][0]) == pytest.approx(val_psnr, abs=1e-3)
     assert float(rows["mean"][0]) == pytest.approx(val_psnr, abs=1e-3) and 0 < float(rows["mean"][1]) < 1

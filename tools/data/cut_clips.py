@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from basicvsr_archival.datasets.io import list_frames, place_file  # noqa: E402
+from basicvsr_archival.datasets.io import list_frames, place_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("out_dir", help="output root; clips go to OUT/000, OUT/001, ...")
     parser.add_argument("--clip-length", type=int, default=100, help="frames per clip (REDS: 100)")
     parser.add_argument("--min-length", type=int, default=None, help="drop a last clip shorter than this")
-    parser.add_argument("--first-clip", type=int, default=0, help="number of the first clip folder (default 0)")
+    parser.add_argument(
+        "--first-clip", type=int, default=0, help="number of the first clip folder (default 0)"
+    )
     parser.add_argument("--link", action="store_true", help="hard-link instead of copying (same file system)")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into existing clip folders")
     return parser.parse_args(argv)
@@ -60,7 +62,9 @@ def cut_clips(
     existing = [c for c in clips if c.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: clip folder exists (pass --overwrite to replace its frames)")
-    with tqdm(total=sum(len(frames[s : s + clip_length]) for s in starts), desc="cut clips", unit="frame") as bar:
+    with tqdm(
+        total=sum(len(frames[s : s + clip_length]) for s in starts), desc="cut clips", unit="frame"
+    ) as bar:
         for clip, start in zip(clips, starts):
             clip.mkdir(parents=True, exist_ok=True)
             for i, frame in enumerate(frames[start : start + clip_length]):
@@ -73,7 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run the cutting from the command line."""
     args = parse_args(argv)
     clips = cut_clips(
-        args.frames_dir, args.out_dir, args.clip_length, args.min_length, args.first_clip, args.link, args.overwrite
+        args.frames_dir,
+        args.out_dir,
+        args.clip_length,
+        args.min_length,
+        args.first_clip,
+        args.link,
+        args.overwrite,
     )
     print(f"wrote {len(clips)} clips to {args.out_dir}")
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from basicvsr_archival.datasets.io import IMG_EXTENSIONS, natural_key, read_image_uint8, write_image  # noqa: E402
-from basicvsr_archival.utils.imresize import bd_degrade, imresize  # noqa: E402
+from basicvsr_archival.datasets.io import IMG_EXTENSIONS, natural_key, read_image_uint8, write_image
+from basicvsr_archival.utils.imresize import bd_degrade, imresize
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("out_dir", help="LR output folder (same relative layout)")
     parser.add_argument("--degradation", choices=["BI", "BD"], default="BI", help="degradation (default BI)")
     parser.add_argument("--scale", type=int, default=4, help="downscaling factor (default 4)")
-    parser.add_argument("--mod-crop", action="store_true", help="crop GT to a multiple of scale before degrading")
+    parser.add_argument(
+        "--mod-crop", action="store_true", help="crop GT to a multiple of scale before degrading"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser.parse_args(argv)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from basicvsr_archival.datasets.io import IMG_EXTENSIONS, write_image  # noqa: E402
-from basicvsr_archival.utils.ffmpeg import iter_video_frames, probe_video  # noqa: E402
+from basicvsr_archival.datasets.io import IMG_EXTENSIONS, write_image
+from basicvsr_archival.utils.ffmpeg import iter_video_frames, probe_video
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,18 +30,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("out_dir", help="output folder for 00000000.png, 00000001.png, ...")
     parser.add_argument("--start", type=int, default=0, help="first frame index to extract (default 0)")
     parser.add_argument("--max-frames", type=int, default=None, help="extract at most this many frames")
-    parser.add_argument("--overwrite", action="store_true", help="allow writing into a folder that holds images")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="allow writing into a folder that holds images"
+    )
     return parser.parse_args(argv)
 
 
 def extract_frames(
-    video: str | Path, out_dir: str | Path, start: int = 0, max_frames: int | None = None, overwrite: bool = False
+    video: str | Path,
+    out_dir: str | Path,
+    start: int = 0,
+    max_frames: int | None = None,
+    overwrite: bool = False,
 ) -> int:
-    """Write frames ``start ...`` of ``video`` to ``out_dir`` as ``%08d.png`` (renumbered from 0); returns the count."""
+    """Write frames ``start ...`` of ``video`` to ``out_dir`` as ``%08d.png`` from 0; returns the count."""
     video, out = Path(video), Path(out_dir)
     info = probe_video(video)  # raises a clear error for a missing / unreadable file
-    if out.resolve() == video.resolve().parent and not overwrite:
-        raise FileExistsError(f"{out}: refusing to write frames next to the input video; pick another folder")
     if out.is_dir() and not overwrite and any(p.suffix.lower() in IMG_EXTENSIONS for p in out.iterdir()):
         raise FileExistsError(f"{out}: already holds images (pass --overwrite to replace them)")
     if max_frames is not None and max_frames < 1:

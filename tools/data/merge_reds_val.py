@@ -18,24 +18,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from basicvsr_archival.datasets.io import list_clip_folders, list_frames, place_file  # noqa: E402
+from basicvsr_archival.datasets.io import list_clip_folders, list_frames, place_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
-    parser = argparse.ArgumentParser(description="Copy REDS val clips 000-029 into the train folder as 240-269.")
+    parser = argparse.ArgumentParser(
+        description="Copy REDS val clips 000-029 into the train folder as 240-269."
+    )
     parser.add_argument("val_dir", help="REDS val folder (val_sharp or val_sharp_bicubic/X4)")
     parser.add_argument("train_dir", help="matching train folder (train_sharp or train_sharp_bicubic/X4)")
-    parser.add_argument("--offset", type=int, default=240, help="number added to the clip names (default 240)")
+    parser.add_argument(
+        "--offset", type=int, default=240, help="number added to the clip names (default 240)"
+    )
     parser.add_argument("--link", action="store_true", help="hard-link instead of copying")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into existing target clips")
     return parser.parse_args(argv)
 
 
-def merge_val(val_dir: str | Path, train_dir: str | Path, offset: int = 240, link: bool = False,
-              overwrite: bool = False) -> int:
+def merge_val(
+    val_dir: str | Path, train_dir: str | Path, offset: int = 240, link: bool = False, overwrite: bool = False
+) -> int:
     """Copy the val clips into ``train_dir`` renamed by ``offset``; returns the number of clips."""
     src, dst = Path(val_dir).resolve(), Path(train_dir).resolve()
     if src == dst:

@@ -74,11 +74,18 @@ def load_cpu_kernel() -> ctypes.CDLL | None:
             )
             if proc.returncode != 0:
                 os.unlink(tmp)
-                logger.warning("building the fused DCN kernel failed (%s); using the pure-PyTorch path", proc.stderr[-500:])
+                logger.warning(
+                    "building the fused DCN kernel failed (%s); using the pure-PyTorch path",
+                    proc.stderr[-500:],
+                )
                 return None
             os.replace(tmp, target)  # atomic: concurrent processes see either nothing or a whole file
         except OSError as exc:
-            logger.warning("cannot build the fused DCN kernel in %s (%s); using the pure-PyTorch path", target.parent, exc)
+            logger.warning(
+                "cannot build the fused DCN kernel in %s (%s); using the pure-PyTorch path",
+                target.parent,
+                exc,
+            )
             return None
     try:
         lib = ctypes.CDLL(str(target))

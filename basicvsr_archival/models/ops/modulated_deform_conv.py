@@ -23,7 +23,7 @@ Implementations (``impl`` argument, or the environment variable ``BASICVSR_DCN_I
   when they import *and* pass a self-check against the pure path.  On the CPU ``'auto'`` never
   picks them: their CPU kernels are slower than ``'cpu_fused'`` and ``'pure'``.
 - ``'auto'`` (default): CUDA -> mmcv, torchvision, pure; CPU -> cpu_fused (no grad, fp32,
-  groups == 1), else pure.
+  groups == 1), else pure.  While tracing, exporting to ONNX or compiling, always pure.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -41,7 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from .cpu_kernel import load_cpu_kernel
 
 IMPLS = ("auto", "pure", "cpu_fused", "mmcv", "torchvision")
-_FUSED_CHUNK_BYTES = 24 << 20  # columns per GEMM in the fused path: stays in the last-level cache
+_FUSED_CHUNK_BYTES = 8 << 20  # columns per chunk and worker in the fused path: cache-sized
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -59,7 +60,9 @@ def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
 
 
-def pure_chunk_rows(n: int, c_in: int, k: int, deform_groups: int, h_out: int, w_out: int, itemsize: int) -> int:
+def pure_chunk_rows(
+    n: int, c_in: int, k: int, deform_groups: int, h_out: int, w_out: int, itemsize: int
+) -> int:
     """Output rows per chunk of the pure path so that one chunk's buffers fit the budget.
 
     Per output row the chunk holds the columns (n * c_in * k * w_out values) plus the grid and
@@ -110,11 +113,14 @@ def _pure_rows(
     grid = grid.view(n * g, k * hc, w_out, 2)
     xs = x.to(coord_dtype).reshape(n * g, cg, h, w)  # (n*g, cg, h, w)
     cols = F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    # cols (n*g, cg, k*hc, w_out) -> (n, g, cg, k, hc*w_out); mask (n, g*k, hc, w_out) -> (n, g, 1, k, hc*w_out)
+    # cols (n*g, cg, k*hc, w_out) -> (n, g, cg, k, hc*w_out)
+    # mask (n, g*k, hc, w_out) -> (n, g, 1, k, hc*w_out)
     cols = cols.view(n, g, cg, k, hc * w_out) * mask.to(coord_dtype).reshape(n, g, 1, k, hc * w_out)
     # 3. GEMM: channel order of cols is (c_in, k), the order of weight.reshape(c_out, c_in*k)
     cols = cols.to(x.dtype).view(n, groups, (c_in // groups) * k, hc * w_out)  # (n, groups, c_in/groups*k, P)
-    wmat = weight.reshape(groups, c_out // groups, (c_in // groups) * k)  # (groups, c_out/groups, c_in/groups*k)
+    wmat = weight.reshape(
+        groups, c_out // groups, (c_in // groups) * k
+    )  # (groups, c_out/groups, c_in/groups*k)
     out = torch.matmul(wmat, cols)  # (n, groups, c_out/groups, P)
     out = out.reshape(n, c_out, hc, w_out)  # (n, c_out, hc, w_out)
     if bias is not None:
@@ -155,10 +161,27 @@ def _deform_conv_pure(
     return torch.cat(outs, dim=2)
 
 
-@functools.lru_cache(maxsize=1)
+_WORKER = threading.local()
+
+
+def _init_worker() -> None:
+    """Workers run their GEMMs themselves: no OpenMP team that would spin against the sampling threads."""
+    torch.set_num_threads(1)
+
+
+@functools.lru_cache(maxsize=4)
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads that run the C sampling kernel on slices of a chunk (ctypes releases the GIL)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcn")
+    """Threads that sample and multiply chunks of output pixels (ctypes and torch release the GIL)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcn", initializer=_init_worker)
+
+
+def _worker_buffer(rows: int, width: int, dtype: torch.dtype) -> Tensor:
+    """This worker thread's reusable column buffer of shape (rows, width)."""
+    buf = getattr(_WORKER, "cols", None)
+    if buf is None or buf.numel() < rows * width or buf.dtype != dtype:
+        buf = torch.empty(rows * width, dtype=dtype)
+        _WORKER.cols = buf
+    return buf[: rows * width].view(rows, width)
 
 
 def _deform_conv_cpu_fused(
@@ -174,9 +197,13 @@ def _deform_conv_cpu_fused(
 ) -> Tensor:
     """Fused CPU path (float32, groups == 1, no autograd): C sampling into a cache-sized buffer + GEMM.
 
-    1. x to channels-last (n, h, w, c_in) so a deform group's channels are contiguous;
-    2. for each chunk of output pixels, the kernel writes columns (P, K, c_in), split over threads;
-    3. ``addmm`` with the weight as (K * c_in, c_out) writes output pixels (P, c_out) in place.
+    1. x to channels-last (n, h, w, c_in) so a deform group's channels are contiguous (free when the
+       caller's tensor is already channels-last);
+    2. the output pixels are cut into chunks; each worker thread (one per intra-op thread) takes a
+       chunk, the C kernel writes its columns (P, K * c_in) into the worker's buffer, and a
+       single-threaded ``addmm`` with the weight as (K * c_in, c_out) writes the chunk's output
+       pixels (P, c_out) in place.  Chunk boundaries are fixed, so results do not depend on which
+       worker runs which chunk (bit-identical across runs).
     """
     lib = load_cpu_kernel()
     n, c_in, h, w = x.shape
@@ -190,46 +217,47 @@ def _deform_conv_cpu_fused(
     total = n * h_out * w_out
     out = torch.empty(total, c_out, dtype=x.dtype)  # (n*h_out*w_out, c_out)
     chunk = max(1, min(total, _FUSED_CHUNK_BYTES // (k * c_in * 4)))
-    cols = torch.empty(chunk, k * c_in, dtype=x.dtype)  # (P, K*c_in)
-    workers = max(1, torch.get_num_threads())
-    pool = _thread_pool(workers)
-    fixed = (x_cl.data_ptr(), offset.data_ptr(), mask.data_ptr(), cols.data_ptr())
     shape = (h, w, c_in, h_out, w_out, kh, kw, *stride, *padding, *dilation, deform_groups)
 
-    def sample(p0: int, p1: int, col_p0: int) -> None:
-        lib.dcn_im2col_f32(*fixed, *shape, p0, p1, col_p0)
-
-    for p0 in range(0, total, chunk):
+    def run_chunk(p0: int) -> None:
         p1 = min(total, p0 + chunk)
-        step = math.ceil((p1 - p0) / workers)
-        jobs = [pool.submit(sample, a, min(p1, a + step), p0) for a in range(p0, p1, step)]
-        for job in jobs:
-            job.result()
-        cols_view = cols[: p1 - p0]
-        if bias is None:
-            torch.mm(cols_view, wmat, out=out[p0:p1])
-        else:
-            torch.addmm(bias, cols_view, wmat, out=out[p0:p1])
-    # (n*h_out*w_out, c_out) -> (n, h_out, w_out, c_out) -> (n, c_out, h_out, w_out), NCHW-contiguous
-    return out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2).contiguous()
+        cols = _worker_buffer(chunk, k * c_in, x.dtype)  # (P, K*c_in)
+        lib.dcn_im2col_f32(
+            x_cl.data_ptr(), offset.data_ptr(), mask.data_ptr(), cols.data_ptr(), *shape, p0, p1, p0
+        )
+        with torch.inference_mode():  # grad modes are per thread; this path never needs autograd
+            if bias is None:
+                torch.mm(cols[: p1 - p0], wmat, out=out[p0:p1])
+            else:
+                torch.addmm(bias, cols[: p1 - p0], wmat, out=out[p0:p1])
+
+    pool = _thread_pool(max(1, torch.get_num_threads()))
+    for job in [pool.submit(run_chunk, p0) for p0 in range(0, total, chunk)]:
+        job.result()
+    # (n*h_out*w_out, c_out) -> (n, h_out, w_out, c_out) -> (n, c_out, h_out, w_out) in NHWC memory
+    out = out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2)
+    # keep the caller's memory format: free for channels-last inputs, one copy for NCHW ones
+    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
 def _call_mmcv(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
-    from mmcv.ops import modulated_deform_conv2d as mmcv_dcn  # noqa: PLC0415
+    from mmcv.ops import modulated_deform_conv2d as mmcv_dcn
 
     return mmcv_dcn(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups)
 
 
 def _call_torchvision(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
-    from torchvision.ops import deform_conv2d  # noqa: PLC0415
+    from torchvision.ops import deform_conv2d
 
-    return deform_conv2d(x, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask)
+    return deform_conv2d(
+        x, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask
+    )
 
 
 _EXTERNAL = {"mmcv": _call_mmcv, "torchvision": _call_torchvision}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def external_impl_works(name: str, device_type: str) -> bool:
     """Whether ``mmcv``/``torchvision``'s op imports and matches the pure path on a tiny problem."""
     try:
@@ -244,7 +272,7 @@ def external_impl_works(name: str, device_type: str) -> bool:
         dev = torch.device(device_type)
         got = _EXTERNAL[name](*(t.to(dev) for t in (x, offset, mask, weight, bias)), *args)
         return bool(torch.allclose(got.cpu().float(), ref, atol=1e-4, rtol=1e-4))
-    except Exception:  # noqa: BLE001 - any import/runtime failure means "not usable"
+    except Exception:
         return False
 
 
@@ -253,9 +281,13 @@ def resolve_impl(impl: str | None, x: Tensor, needs_grad: bool, groups: int) -> 
     impl = impl or os.environ.get("BASICVSR_DCN_IMPL", "auto")
     if impl not in IMPLS:
         raise ValueError(f"unknown deformable-conv implementation {impl!r}; choose one of {IMPLS}")
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return "pure"  # exporters and compilers see only PyTorch ops
     fused_ok = x.device.type == "cpu" and x.dtype == torch.float32 and groups == 1 and not needs_grad
     if impl == "cpu_fused":
         return "cpu_fused" if fused_ok and load_cpu_kernel() is not None else "pure"
+    if impl in _EXTERNAL and not external_impl_works(impl, x.device.type):
+        raise RuntimeError(f"deformable-conv implementation {impl!r} does not import or fails its self-check")
     if impl != "auto":
         return impl
     if x.device.type == "cpu":
@@ -292,7 +324,9 @@ def modulated_deform_conv2d(
             f"deform_groups {deform_groups}"
         )
     if tuple(offset.shape) != (n, deform_groups * k * 2, h_out, w_out):
-        raise ValueError(f"offset must be {(n, deform_groups * k * 2, h_out, w_out)}, got {tuple(offset.shape)}")
+        raise ValueError(
+            f"offset must be {(n, deform_groups * k * 2, h_out, w_out)}, got {tuple(offset.shape)}"
+        )
     if tuple(mask.shape) != (n, deform_groups * k, h_out, w_out):
         raise ValueError(f"mask must be {(n, deform_groups * k, h_out, w_out)}, got {tuple(mask.shape)}")
     needs_grad = torch.is_grad_enabled() and any(
@@ -302,7 +336,9 @@ def modulated_deform_conv2d(
     if chosen == "cpu_fused":
         return _deform_conv_cpu_fused(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
     if chosen in _EXTERNAL:
-        return _EXTERNAL[chosen](x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups)
+        return _EXTERNAL[chosen](
+            x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups
+        )
     return _deform_conv_pure(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups)
 
 

@@ -1,0 +1,150 @@
+"""Per-video fine-tuning with the mmengine Runner: budget, resume, frozen parameters, base checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from basicvsr_archival.archival.codec import CodecSettings, decode_frames, encode_lr
+from basicvsr_archival.archival.finetune import (
+    FinetuneError,
+    FinetuneSettings,
+    build_restorer,
+    check_base_fits,
+    finetune_video,
+    initial_state,
+    zero_flow_spynet,
+)
+from basicvsr_archival.archival.pipeline import load_archival_config
+from basicvsr_archival.utils.ffmpeg import VideoWriter, frames_to_video
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = load_archival_config(REPO / "configs" / "archival" / "tiny_ci.py").model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def pair(reds_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(LR, GT): 5 real frames cropped to 128x96 (lossless), and their x2 H.264 encode decoded to FFV1."""
+    tmp = tmp_path_factory.mktemp("pair")
+    frames = tmp / "frames"
+    frames.mkdir()
+    for i, f in enumerate(sorted(reds_demo_dir.glob("*.png"))[:5]):
+        os.symlink(f.resolve(), frames / f"{i:08d}.png")
+    gt = frames_to_video(
+        frames,
+        tmp / "gt.mkv",
+        25,
+        codec="libx264",
+        crf=0,
+        preset="ultrafast",
+        extra_args=["-vf", "crop=128:96:64:40"],
+    )
+    encode_lr(gt, tmp / "lr.mp4", CodecSettings(scale=2, crf=23))
+    with VideoWriter(tmp / "lr.mkv", fps=25, lossless=True, codec="ffv1") as writer:
+        writer.write_many(decode_frames(tmp / "lr.mp4"))
+    return tmp / "lr.mkv", gt
+
+
+def _settings(**kw) -> FinetuneSettings:
+    base = dict(max_iters=2, max_seconds=600, clip_length=2, patch_size=128, lr=2e-3, lr_schedule="constant")
+    base.update(frozen=("spynet", "deform_align"), eval_frames=0, checkpoint_interval=1, log_interval=1)
+    base.update(kw)
+    return FinetuneSettings(**base)
+
+
+def test_finetune_trains_freezes_and_resumes(pair, tmp_path):
+    lr, gt = pair
+    work = tmp_path / "ft"
+    res = finetune_video(TINY, lr, gt, work, _settings(eval_frames=2), scale=2, progress=False)
+    stats = res.stats
+    assert stats["iters"] == 2 and stats["stopped_by"] == "max_iters" and stats["resumed_from_iter"] == 0
+    assert stats["final_loss"] > 0 and 5 < stats["running_psnr"] < 60
+    assert 5 < stats["psnr_before"] < 60 and 5 < stats["psnr_after"] < 60 and stats["eval_frames"] == [0, 2]
+    init = torch.load(work / "init.pth", weights_only=True)["state_dict"]
+    tuned = torch.load(res.checkpoint, weights_only=True)["state_dict"]
+    for key in init:
+        same = torch.equal(init[key], tuned[key])
+        if "spynet" in key or "deform_align" in key:
+            assert same, f"frozen {key} changed"
+    assert not torch.equal(init["generator.conv_last.weight"], tuned["generator.conv_last.weight"])
+    assert (work / "iter_2.pth").is_file() and (work / "last_checkpoint").is_file()
+
+    # a crash after the checkpoint of iteration 2: the result files are gone, the checkpoints remain
+    res.checkpoint.unlink()
+    (work / "finetune_stats.json").unlink()
+    again = finetune_video(TINY, lr, gt, work, _settings(max_iters=3), scale=2, progress=False)
+    assert again.stats["resumed_from_iter"] == 2 and again.stats["iters"] == 3
+    done = finetune_video(TINY, lr, gt, work, _settings(max_iters=3), scale=2, progress=False)
+    assert done.stats == again.stats  # finished: returned without training
+    with pytest.raises(FinetuneError, match="finished fine-tuning run"):
+        finetune_video(TINY, lr, gt, work, _settings(max_iters=3), scale=2, progress=False, resume=False)
+
+
+def test_wall_clock_budget_stops_and_holds_across_resume(pair, tmp_path):
+    lr, gt = pair
+    work = tmp_path / "ft"
+    res = finetune_video(
+        TINY, lr, gt, work, _settings(max_iters=50, max_seconds=1e-3), scale=2, progress=False
+    )
+    assert res.stats["iters"] == 1 and res.stats["stopped_by"] == "max_seconds"
+    res.checkpoint.unlink()
+    (work / "finetune_stats.json").unlink()
+    again = finetune_video(
+        TINY, lr, gt, work, _settings(max_iters=50, max_seconds=1e-3), scale=2, progress=False
+    )
+    assert again.stats["iters"] == 1 and again.stats["stopped_by"] == "max_seconds"  # budget already spent
+
+
+def test_from_scratch_starts_with_zero_flow():
+    state, info = initial_state(TINY, None, False, seed=0)
+    assert info["from"] == "scratch" and info["zero_flow_tensors"] == 12  # 6 levels x (weight, bias)
+    model = build_restorer(TINY)
+    model.load_state_dict(state)
+    frames = torch.rand(1, 2, 3, 64, 64)
+    flows_forward, flows_backward = model.generator.compute_flow(frames)
+    assert float(flows_backward.abs().max()) == 0.0
+    assert float(flows_forward.abs().max()) == 0.0
+    state2, _ = initial_state(TINY, None, False, seed=0)
+    assert all(torch.equal(state[k], state2[k]) for k in state)  # seeded
+    assert zero_flow_spynet({"generator.conv_last.weight": torch.ones(1)}) == 0
+
+
+def test_base_checkpoint_must_fit(tmp_path):
+    state = build_restorer(TINY).state_dict()
+    assert check_base_fits(state, state, False, "b")["ignored_base_tensors"] == 0
+    extra = dict(state, **{"generator.upsample2.weight": torch.zeros(3)})
+    with pytest.raises(FinetuneError, match="1 unexpected tensors"):
+        check_base_fits(state, extra, False, "b.pth")
+    assert check_base_fits(state, extra, True, "b.pth")["ignored_base_tensors"] == 1
+    missing = {k: v for k, v in state.items() if "conv_last" not in k}
+    with pytest.raises(
+        FinetuneError, match=r"b.pth: base checkpoint does not fit .* 2 model tensors missing"
+    ):
+        check_base_fits(state, missing, False, "b.pth")
+    wrong = dict(state, **{"generator.conv_last.bias": torch.zeros(4)})
+    with pytest.raises(FinetuneError, match="1 shape mismatches"):
+        check_base_fits(state, wrong, False, "b.pth")
+    path = tmp_path / "base.pth"
+    torch.save({"state_dict": missing}, path)
+    with pytest.raises(FinetuneError, match="missing from it"):
+        initial_state(TINY, path, False, 0)
+
+
+def test_invalid_settings():
+    with pytest.raises(FinetuneError, match="clip_length"):
+        FinetuneSettings(clip_length=1)
+    with pytest.raises(FinetuneError, match="unknown finetune setting"):
+        FinetuneSettings.from_dict({"max_iters": 3, "epochs": 2})
+    assert FinetuneSettings(enabled=False).active_iters == 0

@@ -1,0 +1,161 @@
+"""Restoring archives: deterministic output, PNG / tar variants, refusal of corrupt archives and bad paths."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from basicvsr_archival.archival import package
+from basicvsr_archival.archival.finetune import initial_state
+from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
+from basicvsr_archival.archival.restore import RestoreError, RestoreSettings, decoded_frames, restore_archive
+from basicvsr_archival.utils.ffmpeg import frames_to_video, probe_video
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CI = REPO / "configs" / "archival" / "tiny_ci.py"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def archives(reds_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny delta archive (directory and .tar) of 6 real frames (128x96, 24000/1001 fps) and its base."""
+    tmp = tmp_path_factory.mktemp("restore")
+    frames = tmp / "frames"
+    frames.mkdir()
+    for i, f in enumerate(sorted(reds_demo_dir.glob("*.png"))[:6]):
+        os.symlink(f.resolve(), frames / f"{i:08d}.png")
+    src = frames_to_video(
+        frames, tmp / "src.mkv", "24000/1001", codec="libx264", crf=0, preset="ultrafast",
+        extra_args=["-vf", "crop=128:96:64:40"],
+    )  # fmt: skip
+    cfg = load_archival_config(TINY_CI)
+    state, _ = initial_state(cfg.model, None, False, seed=3)
+    base = tmp / "chkpts" / "tiny_base.pth"
+    base.parent.mkdir()
+    torch.save({"state_dict": state}, base)
+    opts = {"base_checkpoint": str(base), "finetune.max_iters": 2, "restore.max_seq_len": 4}
+    work = tmp / "work"
+    run_archive_job(TINY_CI, src, tmp / "clip.archive", work, cfg_options=opts, progress=False)
+    run_archive_job(TINY_CI, src, tmp / "clip.tar", work, resume=True, cfg_options=opts, progress=False)
+    return {"dir": tmp / "clip.archive", "tar": tmp / "clip.tar", "src": src, "base": base}
+
+
+def _tool(name: str):
+    """Import ``tools/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_restore_is_bit_identical_and_keeps_count_size_fps(archives, tmp_path):
+    base = archives["base"]
+    first = tmp_path / "first.mp4"
+    argv = [str(archives["dir"]), "-o", str(first), "--base-checkpoint", str(base), "--no-progress"]
+    assert run_cli(_tool("restore").main, argv) == 0
+    second = restore_archive(archives["dir"], tmp_path / "second.mp4", base_checkpoint=base, progress=False)
+    assert first.read_bytes() == second.output.read_bytes()  # same chunks, same kernels, bitexact muxing
+    src, out = probe_video(archives["src"]), probe_video(first)
+    assert (out.num_frames, out.width, out.height, out.fps) == (
+        src.num_frames,
+        src.width,
+        src.height,
+        src.fps,
+    )
+    assert second.num_frames == 6 and second.device == "cpu" and second.model == "archive"
+
+
+def test_png_output_from_tar_matches_lossless_video(archives, tmp_path):
+    base = archives["base"]
+    video = restore_archive(
+        archives["dir"], tmp_path / "v.mkv", base_checkpoint=[base.parent], progress=False
+    )
+    frames = restore_archive(archives["tar"], tmp_path / "frames", base_checkpoint=base, progress=False)
+    pngs = sorted(frames.output.glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:08d}.png" for i in range(6)]
+    for a, b in zip(decoded_frames(video.output), decoded_frames(frames.output), strict=True):
+        assert a.shape == (96, 128, 3) and np.array_equal(a, b)  # lossless video == PNG frames
+
+
+@pytest.mark.parametrize("member", ["lr.mp4", "model.pt.xz", "manifest.json"])
+def test_restore_refuses_a_corrupted_archive(archives, tmp_path, member):
+    bad = tmp_path / "bad.archive"
+    shutil.copytree(archives["dir"], bad)
+    data = bytearray((bad / member).read_bytes())
+    data[len(data) // 2] ^= 0x04
+    (bad / member).write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    with pytest.raises(package.ArchiveError):
+        restore_archive(bad, out, base_checkpoint=archives["base"], progress=False)
+    assert not out.exists()
+
+
+def test_missing_or_mismatched_base_checkpoint(archives, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./chkpts here
+    monkeypatch.delenv(package.ENV_CHKPTS, raising=False)
+    with pytest.raises(
+        package.BaseCheckpointError,
+        match=r"base checkpoint tiny_base.pth \(sha256 [0-9a-f]+\.\.\.\) not found",
+    ):
+        restore_archive(archives["dir"], tmp_path / "o.mp4", progress=False)
+    other = tmp_path / "elsewhere" / "tiny_base.pth"
+    other.parent.mkdir()
+    state = torch.load(archives["base"], weights_only=True)["state_dict"]
+    torch.save({"state_dict": {k: v + 1 for k, v in state.items()}}, other)
+    with pytest.raises(package.BaseCheckpointError, match="base checkpoint mismatch"):
+        restore_archive(archives["dir"], tmp_path / "o.mp4", base_checkpoint=other.parent, progress=False)
+    monkeypatch.setenv(package.ENV_CHKPTS, str(archives["base"].parent))
+    assert restore_archive(archives["dir"], tmp_path / "o.mkv", progress=False).num_frames == 6
+
+
+def test_restore_refuses_inputs_and_existing_outputs(archives, tmp_path, capsys):
+    arch, base = archives["dir"], archives["base"]
+    for out in (arch, arch / "lr.mp4", arch / "restored.mp4"):
+        with pytest.raises(package.ArchiveExistsError, match="overwrite the input"):
+            restore_archive(arch, out, base_checkpoint=base, progress=False)
+    existing = tmp_path / "existing.mp4"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(package.ArchiveExistsError, match="already exists"):
+        restore_archive(arch, existing, base_checkpoint=base, progress=False)
+    assert existing.read_bytes() == b"keep me"
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(RestoreError, match="is a folder"):
+        restore_archive(arch, tmp_path / "dir.mp4", base_checkpoint=base, progress=False)
+    tool = _tool("restore")
+    argv = [
+        str(arch),
+        "-o",
+        str(tmp_path / "x.mp4"),
+        "--fp16",
+        "--device",
+        "cpu",
+        "--base-checkpoint",
+        str(base),
+    ]
+    assert run_cli(tool.main, argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "fp16 needs a CUDA device" in err and "\n" not in err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_restore_settings_layout():
+    s = RestoreSettings.from_dict(
+        {"device": "cpu", "max_seq_len": 4, "output": {"lossless": False, "crf": 20}}
+    )
+    assert s.to_dict()["output"]["crf"] == 20 and RestoreSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(RestoreError, match="precision"):
+        RestoreSettings(precision="int4")
