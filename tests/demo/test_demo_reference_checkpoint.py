@@ -27,8 +27,8 @@ DEMO = REPO_ROOT / "demo" / "restoration_video_demo.py"
 
 
 @pytest.fixture(scope="module")
-def official_checkpoint(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """(config path, checkpoint path, generator kwargs) for the reference x4 weights in the official layout."""
+def official_checkpoint(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(config, checkpoint, reference case) for the reference x4 weights in the official layout."""
     case = torch.load(shared_dir / "reference" / "basicvsrpp_official_io.pt")["x4"]
     folder = tmp_path_factory.mktemp("official")
     ckpt = folder / "basicvsr_plusplus_c16n2_official_layout.pth"
