@@ -30,15 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_CI = REPO / "configs" / "archival" / "tiny_ci.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def archive(reds_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny delta archive of 5 real frames (128x96) with its base checkpoint and source."""

@@ -25,15 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = load_archival_config(REPO / "configs" / "archival" / "tiny_ci.py").model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pair(reds_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(LR, GT): 5 real frames cropped to 128x96 (lossless), and their x2 H.264 encode decoded to FFV1."""

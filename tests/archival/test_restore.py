@@ -21,15 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_CI = REPO / "configs" / "archival" / "tiny_ci.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def archives(reds_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny delta archive (directory and .tar) of 6 real frames (128x96, 24000/1001 fps) and its base."""
