@@ -18,7 +18,8 @@ from torch import nn
 from basicvsr_archival.registry import MODELS
 
 from .common import PixelShufflePack, ResidualBlocksWithInputConv, flow_warp, reflect_pad_to
-from .ops import ModulatedDeformConv2d, modulated_deform_conv2d
+from .ops import ModulatedDeformConv2d, modulated_deform_conv2d, resolve_impl
+from .ops.cpu_fused import flow_guided_deform_conv_cpu, fused_cpu_ok
 from .spynet import SPyNet
 
 PROPAGATION_ORDER = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -65,18 +66,27 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
     ) -> torch.Tensor:
         """Align ``x`` (b, 2c, h, w) guided by ``extra_feat`` (b, 3c, h, w) and two flows (b, 2, h, w)."""
         n, _, h, w = x.shape
+        if extra_feat.is_contiguous(memory_format=torch.channels_last) and not extra_feat.is_contiguous():
+            # one memory format for the cat, so the offset convolutions stay channels-last
+            flow_1, flow_2 = (f.contiguous(memory_format=torch.channels_last) for f in (flow_1, flow_2))
         out = self.conv_offset(torch.cat([extra_feat, flow_1, flow_2], dim=1))  # (b, 3 * g * k, h, w)
+        # honour an implementation choice stored on the layer by the ops package, if any
+        impl = getattr(self, "impl", None)
+        if self._fused_kernel_applies(x, out, flow_1, flow_2, impl):
+            # offsets and masks are computed inside the CPU kernel from ``out`` (same equations as below)
+            return flow_guided_deform_conv_cpu(
+                x, out, flow_1, flow_2, self.max_residue_magnitude, self.weight, self.bias, self.padding,
+                self.deform_groups,
+            )
         c_off = out.size(1) // 3  # = g * k: one third for o1, o2 and the mask each
         # offset = mrm * tanh(cat(o1, o2)); cat(o1, o2) is the first two thirds of ``out``
         offset = self.max_residue_magnitude * torch.tanh(out[:, : 2 * c_off])  # (b, 2 * g * k, h, w)
         # add flow_1 (flipped to (dy, dx)) to every point of the first half, flow_2 to the second half
-        offset = offset.view(n, 2, c_off // 2, 2, h, w)  # (b, half, g/2 * k, (dy, dx), h, w)
+        offset = offset.reshape(n, 2, c_off // 2, 2, h, w)  # (b, half, g/2 * k, (dy, dx), h, w)
         flows = torch.stack([flow_1.flip(1), flow_2.flip(1)], dim=1)  # (b, half, (dy, dx), h, w)
         offset = offset + flows.unsqueeze(2)  # (b, half, g/2 * k, (dy, dx), h, w)
         offset = offset.view(n, 2 * c_off, h, w)  # (b, 2 * g * k, h, w), mmcv layout
         mask = torch.sigmoid(out[:, 2 * c_off :])  # (b, g * k, h, w)
-        # honour an implementation choice stored on the layer by the ops package, if any
-        impl = getattr(self, "impl", None)
         extra = {"impl": impl} if impl is not None else {}
         return modulated_deform_conv2d(
             x,
@@ -91,6 +101,16 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
             self.deform_groups,
             **extra,
         )
+
+    def _fused_kernel_applies(self, x: torch.Tensor, *tensors: torch.Tensor, impl: str | None = None) -> bool:
+        """Whether the fused flow-guided CPU kernel computes this call (fp32 CPU inference, 'same' conv)."""
+        kh, kw = self.kernel_size
+        same = self.stride == (1, 1) and self.dilation == (1, 1) and self.padding == (kh // 2, kw // 2)
+        if not (same and kh % 2 and kw % 2 and self.groups == 1):
+            return False
+        if not fused_cpu_ok(x, *tensors, self.weight, self.bias):
+            return False
+        return resolve_impl(impl, x, needs_grad=False, groups=self.groups) == "cpu_fused"
 
 
 @MODELS.register_module()

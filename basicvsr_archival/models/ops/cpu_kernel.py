@@ -1,4 +1,4 @@
-"""Build and load the fused CPU sampling kernel of the deformable convolution (``dcn_cpu.c``).
+"""Build and load the fused CPU sampling kernels (``dcn_cpu.c``: deformable convolution, flow warping).
 
 The kernel is plain C with no Python or torch headers, so the system C compiler builds it
 in about a second on first use; the shared object is cached under
@@ -23,7 +23,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("dcn_cpu.c")
-_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c11"]
+# -fno-trapping-math lets the rounding in the kernel's polynomial exp vectorise; NaN semantics are kept
+_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-std=c11"]
 
 
 def _cpu_signature() -> str:
@@ -92,7 +93,14 @@ def load_cpu_kernel() -> ctypes.CDLL | None:
     except OSError as exc:
         logger.warning("cannot load %s (%s); using the pure-PyTorch path", target, exc)
         return None
-    fn = lib.dcn_im2col_f32
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 17
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    signatures = {
+        "dcn_im2col_f32": [ptr] * 4 + [i64] * 17,
+        "dcn_flow_guided_im2col_f32": [ptr] * 4 + [ctypes.c_float, ptr] + [i64] * 11,
+        "flow_warp_f32": [ptr] * 3 + [i64] * 7,
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = argtypes
     return lib

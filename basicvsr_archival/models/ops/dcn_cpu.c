@@ -16,10 +16,52 @@
  * offset are contiguous: one coordinate/weight computation serves Cg channels, and the
  * channel loop is a plain vectorisable multiply-add.  No threads here: the Python side
  * splits the pixel range across threads (ctypes releases the GIL).
+ *
+ * Three entry points:
+ *   dcn_im2col_f32            offsets and masks given (mmcv layout, NCHW planes);
+ *   dcn_flow_guided_im2col_f32  BasicVSR++'s SecondOrderDeformableAlignment: offsets and masks
+ *                             computed on the fly from the raw conv_offset output and two flows
+ *                             (no offset/mask tensors are ever written);
+ *   flow_warp_f32             bilinear backward warping by a pixel flow (grid_sample with
+ *                             align_corners=True and zero padding), channels-last.
+ * The tanh and logistic functions of the flow-guided kernel use exp_f below, a polynomial exp
+ * written in plain arithmetic so that the per-pixel loops vectorise (-fno-trapping-math) without
+ * a vector math library.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+/* Bilinear sample of the Cg contiguous channels at `a` (a pixel's group start in an NHWC image
+ * xn of H x W x C) at the point (py, px), times m, written to d.  A point outside (-1, H) x (-1, W)
+ * gives 0; inside, each of the four corners that falls off the image contributes 0. */
+static inline void sample_group(const float *restrict xn, int64_t H, int64_t W, int64_t C, int64_t Cg,
+                                int64_t c0, float py, float px, float m, float *restrict d) {
+    if (!(py > -1.0f && px > -1.0f && py < (float)H && px < (float)W)) {
+        memset(d, 0, (size_t)Cg * sizeof(float));
+        return;
+    }
+    const float fy = floorf(py), fx = floorf(px);
+    const int64_t y0 = (int64_t)fy, x0 = (int64_t)fx;
+    const float ly = py - fy, lx = px - fx;
+    const float hy = 1.0f - ly, hx = 1.0f - lx;
+    float w00 = hy * hx * m, w01 = hy * lx * m, w10 = ly * hx * m, w11 = ly * lx * m;
+    if (y0 < 0) w00 = w01 = 0.0f;
+    if (y0 + 1 > H - 1) w10 = w11 = 0.0f;
+    if (x0 < 0) w00 = w10 = 0.0f;
+    if (x0 + 1 > W - 1) w01 = w11 = 0.0f;
+    const int64_t yc0 = y0 < 0 ? 0 : y0, yc1 = y0 + 1 > H - 1 ? H - 1 : y0 + 1;
+    const int64_t xc0 = x0 < 0 ? 0 : x0, xc1 = x0 + 1 > W - 1 ? W - 1 : x0 + 1;
+    const float *restrict a00 = xn + (yc0 * W + xc0) * C + c0;
+    const float *restrict a01 = xn + (yc0 * W + xc1) * C + c0;
+    const float *restrict a10 = xn + (yc1 * W + xc0) * C + c0;
+    const float *restrict a11 = xn + (yc1 * W + xc1) * C + c0;
+    if (Cg == 8) { /* BasicVSR++: 128 channels in 16 groups; a fixed trip count vectorises */
+        for (int c = 0; c < 8; ++c) d[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
+    } else {
+        for (int64_t c = 0; c < Cg; ++c) d[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
+    }
+}
 
 void dcn_im2col_f32(const float *restrict x, const float *restrict offset, const float *restrict mask,
                     float *restrict cols, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
@@ -28,7 +70,6 @@ void dcn_im2col_f32(const float *restrict x, const float *restrict offset, const
     const int64_t K = kh * kw;
     const int64_t Cg = C / G;
     const int64_t HWo = Ho * Wo;
-    const float fH = (float)H, fW = (float)W;
     for (int64_t p = p0; p < p1; ++p) {
         /* 1. pixel p of the flattened (N, Ho, Wo) output grid */
         const int64_t n = p / HWo;
@@ -46,41 +87,99 @@ void dcn_im2col_f32(const float *restrict x, const float *restrict offset, const
                 /* 2. sampling point p_k + dp_k; offset channels are (g, k, [dy, dx]) */
                 const float dy = offn[((g * K + k) * 2) * HWo];
                 const float dx = offn[((g * K + k) * 2 + 1) * HWo];
-                const float m = mn[(g * K + k) * HWo];
                 const float py = (float)(ho * sh - ph + ki * dh) + dy;
                 const float px = (float)(wo * sw - pw + kj * dw) + dx;
-                float *restrict d = dst + k * C + g * Cg;
-                if (!(py > -1.0f && px > -1.0f && py < fH && px < fW)) {
-                    memset(d, 0, (size_t)Cg * sizeof(float));
-                    continue;
-                }
-                /* 3. bilinear weights, modulated by the mask, zero for corners off the image */
-                const float fy = floorf(py), fx = floorf(px);
-                const int64_t y0 = (int64_t)fy, x0 = (int64_t)fx;
-                const float ly = py - fy, lx = px - fx;
-                const float hy = 1.0f - ly, hx = 1.0f - lx;
-                float w00 = hy * hx * m, w01 = hy * lx * m, w10 = ly * hx * m, w11 = ly * lx * m;
-                if (y0 < 0) w00 = w01 = 0.0f;
-                if (y0 + 1 > H - 1) w10 = w11 = 0.0f;
-                if (x0 < 0) w00 = w10 = 0.0f;
-                if (x0 + 1 > W - 1) w01 = w11 = 0.0f;
-                const int64_t yc0 = y0 < 0 ? 0 : y0, yc1 = y0 + 1 > H - 1 ? H - 1 : y0 + 1;
-                const int64_t xc0 = x0 < 0 ? 0 : x0, xc1 = x0 + 1 > W - 1 ? W - 1 : x0 + 1;
-                const float *restrict a00 = xn + (yc0 * W + xc0) * C + g * Cg;
-                const float *restrict a01 = xn + (yc0 * W + xc1) * C + g * Cg;
-                const float *restrict a10 = xn + (yc1 * W + xc0) * C + g * Cg;
-                const float *restrict a11 = xn + (yc1 * W + xc1) * C + g * Cg;
-                /* 4. the Cg channels of the group share the weights */
-                if (Cg == 8) { /* BasicVSR++: 128 channels in 16 groups; a fixed trip count vectorises */
-                    for (int c = 0; c < 8; ++c) {
-                        d[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
-                    }
-                } else {
-                    for (int64_t c = 0; c < Cg; ++c) {
-                        d[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
-                    }
-                }
+                /* 3. bilinear sample of the group's channels, modulated by the mask */
+                sample_group(xn, H, W, C, Cg, g * Cg, py, px, mn[(g * K + k) * HWo], dst + k * C + g * Cg);
             }
         }
+    }
+}
+
+/* exp(x) for float x (clamped to [-87, 88]): Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, a
+ * degree-6 Taylor polynomial of e^r (relative error < 2e-7) and 2^n from the exponent bits. */
+static inline float exp_f(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Offsets mrm * tanh(raw[j]) (tanh x = 1 - 2 / (e^2x + 1)) and masks sigmoid(raw[2GK + j]) of one
+ * pixel; both loops vectorise.  Absolute error vs double precision: < 3e-6 px offset (mrm = 10),
+ * < 1e-7 mask. */
+static void flow_guided_params(const float *restrict raw, float *restrict off, float *restrict msk, int64_t GK,
+                               float mrm) {
+    for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * raw[j]) + 1.0f));
+    for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-raw[2 * GK + j]));
+}
+
+/* Columns of SecondOrderDeformableAlignment (stride 1, dilation 1, output size = input size):
+ *
+ *   raw = conv_offset(...) at pixel p, 3*G*K channels, channels-last (N, H, W, 3GK);
+ *   offset = mrm * tanh(raw[0 : 2GK]) + flow   (flow_1 for groups < G/2, flow_2 for the rest,
+ *            added as (dy, dx) to every kernel point: the official ``flow.flip(1).repeat``);
+ *   mask   = sigmoid(raw[2GK : 3GK]);
+ *   cols[p][k][c] = mask[g,k] * bilinear(x[c], p_k + offset[g,k]).
+ *
+ * flow1/flow2 are (N, 2, H, W) with channels (dx, dy). */
+void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict raw,
+                                const float *restrict flow1, const float *restrict flow2, float mrm,
+                                float *restrict cols, int64_t H, int64_t W, int64_t C, int64_t kh, int64_t kw,
+                                int64_t ph, int64_t pw, int64_t G, int64_t p0, int64_t p1, int64_t col_p0) {
+    const int64_t K = kh * kw;
+    const int64_t GK = G * K;
+    const int64_t Cg = C / G;
+    const int64_t HW = H * W;
+    float off[2 * GK], msk[GK];
+    for (int64_t p = p0; p < p1; ++p) {
+        /* 1. pixel p of the flattened (N, H, W) grid */
+        const int64_t n = p / HW;
+        const int64_t r = p - n * HW;
+        const int64_t ho = r / W;
+        const int64_t wo = r - ho * W;
+        const float *xn = x + n * HW * C;
+        /* 2. offsets and masks of this pixel from its raw conv_offset channels */
+        flow_guided_params(raw + p * 3 * GK, off, msk, GK, mrm);
+        const float f1x = flow1[n * 2 * HW + r], f1y = flow1[n * 2 * HW + HW + r];
+        const float f2x = flow2[n * 2 * HW + r], f2y = flow2[n * 2 * HW + HW + r];
+        float *dst = cols + (p - col_p0) * K * C;
+        for (int64_t g = 0; g < G; ++g) {
+            const float fy = 2 * g < G ? f1y : f2y, fx = 2 * g < G ? f1x : f2x;
+            for (int64_t k = 0; k < K; ++k) {
+                const int64_t ki = k / kw;
+                const int64_t kj = k - ki * kw;
+                /* 3. sampling point p_k + flow + residue; offset channels are (g, k, [dy, dx]) */
+                const float py = (float)(ho - ph + ki) + (off[(g * K + k) * 2] + fy);
+                const float px = (float)(wo - pw + kj) + (off[(g * K + k) * 2 + 1] + fx);
+                sample_group(xn, H, W, C, Cg, g * Cg, py, px, msk[g * K + k], dst + k * C + g * Cg);
+            }
+        }
+    }
+}
+
+/* out[p] = bilinear(x, p + flow[p]) for the pixels p0 <= p < p1 of the flattened (N, H, W) grid:
+ * x and out channels-last (N, H, W, C); flow element (n, c, pixel) at n*2*H*W + c*fc + pixel*fp
+ * (fc = H*W, fp = 1 for (N, 2, H, W) planes; fc = 1, fp = 2 for (N, H, W, 2)), channels (dx, dy). */
+void flow_warp_f32(const float *restrict x, const float *restrict flow, float *restrict out, int64_t H,
+                   int64_t W, int64_t C, int64_t fc, int64_t fp, int64_t p0, int64_t p1) {
+    const int64_t HW = H * W;
+    for (int64_t p = p0; p < p1; ++p) {
+        const int64_t n = p / HW;
+        const int64_t r = p - n * HW;
+        const int64_t ho = r / W;
+        const int64_t wo = r - ho * W;
+        const float *fl = flow + n * 2 * HW + r * fp;
+        sample_group(x + n * HW * C, H, W, C, C, 0, (float)ho + fl[fc], (float)wo + fl[0], 1.0f, out + p * C);
     }
 }

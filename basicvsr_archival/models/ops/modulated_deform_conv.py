@@ -15,10 +15,10 @@ Implementations (``impl`` argument, or the environment variable ``BASICVSR_DCN_I
   ``BASICVSR_DCN_CHUNK_MB`` (default 512) MB of them exist at once; when gradients are needed
   each chunk is recomputed in backward (activation checkpointing) so training memory stays
   bounded too.
-- ``'cpu_fused'``: float32 CPU inference.  The sampling runs in a small C kernel
-  (``dcn_cpu.c``, built on first use) that computes each offset/weight once per deform group
-  and writes the modulated columns straight into a cache-sized buffer, which one GEMM turns
-  into output pixels.  Falls back to ``'pure'`` when gradients are needed.
+- ``'cpu_fused'``: float32 CPU inference (``cpu_fused.py``).  The sampling runs in a small C
+  kernel (``dcn_cpu.c``, built on first use) that computes each offset/weight once per deform
+  group and writes the modulated columns straight into a cache-sized buffer, which one GEMM
+  turns into output pixels.  Falls back to ``'pure'`` when gradients are needed.
 - ``'mmcv'`` / ``'torchvision'``: the compiled ops of those packages, used by ``'auto'`` on CUDA
   when they import *and* pass a self-check against the pure path.  On the CPU ``'auto'`` never
   picks them: their CPU kernels are slower than ``'cpu_fused'`` and ``'pure'``.
@@ -31,18 +31,16 @@ from __future__ import annotations
 import functools
 import math
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .cpu_fused import deform_conv_cpu_fused
 from .cpu_kernel import load_cpu_kernel
 
 IMPLS = ("auto", "pure", "cpu_fused", "mmcv", "torchvision")
-_FUSED_CHUNK_BYTES = 8 << 20  # columns per chunk and worker in the fused path: cache-sized
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -161,85 +159,6 @@ def _deform_conv_pure(
     return torch.cat(outs, dim=2)
 
 
-_WORKER = threading.local()
-
-
-def _init_worker() -> None:
-    """Workers run their GEMMs themselves: no OpenMP team that would spin against the sampling threads."""
-    torch.set_num_threads(1)
-
-
-@functools.lru_cache(maxsize=4)
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads that sample and multiply chunks of output pixels (ctypes and torch release the GIL)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcn", initializer=_init_worker)
-
-
-def _worker_buffer(rows: int, width: int, dtype: torch.dtype) -> Tensor:
-    """This worker thread's reusable column buffer of shape (rows, width)."""
-    buf = getattr(_WORKER, "cols", None)
-    if buf is None or buf.numel() < rows * width or buf.dtype != dtype:
-        buf = torch.empty(rows * width, dtype=dtype)
-        _WORKER.cols = buf
-    return buf[: rows * width].view(rows, width)
-
-
-def _deform_conv_cpu_fused(
-    x: Tensor,
-    offset: Tensor,
-    mask: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    deform_groups: int,
-) -> Tensor:
-    """Fused CPU path (float32, groups == 1, no autograd): C sampling into a cache-sized buffer + GEMM.
-
-    1. x to channels-last (n, h, w, c_in) so a deform group's channels are contiguous (free when the
-       caller's tensor is already channels-last);
-    2. the output pixels are cut into chunks; each worker thread (one per intra-op thread) takes a
-       chunk, the C kernel writes its columns (P, K * c_in) into the worker's buffer, and a
-       single-threaded ``addmm`` with the weight as (K * c_in, c_out) writes the chunk's output
-       pixels (P, c_out) in place.  Chunk boundaries are fixed, so results do not depend on which
-       worker runs which chunk (bit-identical across runs).
-    """
-    lib = load_cpu_kernel()
-    n, c_in, h, w = x.shape
-    c_out, _, kh, kw = weight.shape
-    k = kh * kw
-    h_out, w_out = offset.shape[2], offset.shape[3]
-    x_cl = x.permute(0, 2, 3, 1).contiguous()  # (n, h, w, c_in)
-    offset = offset.contiguous()
-    mask = mask.contiguous()
-    wmat = weight.permute(2, 3, 1, 0).reshape(k * c_in, c_out)  # (K*c_in, c_out), rows ordered (k, c_in)
-    total = n * h_out * w_out
-    out = torch.empty(total, c_out, dtype=x.dtype)  # (n*h_out*w_out, c_out)
-    chunk = max(1, min(total, _FUSED_CHUNK_BYTES // (k * c_in * 4)))
-    shape = (h, w, c_in, h_out, w_out, kh, kw, *stride, *padding, *dilation, deform_groups)
-
-    def run_chunk(p0: int) -> None:
-        p1 = min(total, p0 + chunk)
-        cols = _worker_buffer(chunk, k * c_in, x.dtype)  # (P, K*c_in)
-        lib.dcn_im2col_f32(
-            x_cl.data_ptr(), offset.data_ptr(), mask.data_ptr(), cols.data_ptr(), *shape, p0, p1, p0
-        )
-        with torch.inference_mode():  # grad modes are per thread; this path never needs autograd
-            if bias is None:
-                torch.mm(cols[: p1 - p0], wmat, out=out[p0:p1])
-            else:
-                torch.addmm(bias, cols[: p1 - p0], wmat, out=out[p0:p1])
-
-    pool = _thread_pool(max(1, torch.get_num_threads()))
-    for job in [pool.submit(run_chunk, p0) for p0 in range(0, total, chunk)]:
-        job.result()
-    # (n*h_out*w_out, c_out) -> (n, h_out, w_out, c_out) -> (n, c_out, h_out, w_out) in NHWC memory
-    out = out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2)
-    # keep the caller's memory format: free for channels-last inputs, one copy for NCHW ones
-    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
-
-
 def _call_mmcv(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
     from mmcv.ops import modulated_deform_conv2d as mmcv_dcn
 
@@ -334,7 +253,7 @@ def modulated_deform_conv2d(
     )
     chosen = resolve_impl(impl, x, needs_grad, groups)
     if chosen == "cpu_fused":
-        return _deform_conv_cpu_fused(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
+        return deform_conv_cpu_fused(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
     if chosen in _EXTERNAL:
         return _EXTERNAL[chosen](
             x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups
