@@ -4,14 +4,17 @@ Prints, for one machine:
 1. the deformable convolution at the BasicVSR++ alignment shape (in 2*mid, out mid, 3x3,
    16 deform groups, the LR size, batch 1) per implementation, as a multiple of a dense
    ``F.conv2d`` of the same shape (the DCN-to-conv ratio);
-2. the full network (default c64n7, x4) on ``--frames`` frames of ``--height x --width``, with the
-   weights channels_last as ``init_model`` stores them: seconds per frame, frames/s and peak memory
-   (CPU: peak resident set size of this process during the run, via /proc/self/clear_refs + VmHWM;
-   CUDA: ``torch.cuda.max_memory_allocated``), for each ``--precision``.
+2. the full network (default c64n7, x4) on ``--frames`` frames of ``--height x --width`` (real REDS
+   frames tiled to size when ../shared has them), in the layout ``init_model`` picks for the device:
+   seconds per frame, frames/s and peak memory (CPU: peak resident set size of this process during
+   the run, via /proc/self/clear_refs + VmHWM; CUDA: ``torch.cuda.max_memory_allocated``), for each
+   ``--precision`` and ``--conv`` implementation, with the PSNR of each output against the first
+   fp32 one (e.g. NNPACK's Winograd convolutions against oneDNN's direct ones).
 
 Examples::
 
     python benchmarks/bench_inference.py                        # CPU, c64n7, 180x320, 10 frames
+    python benchmarks/bench_inference.py --model-only --conv native auto --precision fp32 bf16
     python benchmarks/bench_inference.py --device cuda --precision fp32 fp16 bf16
     python benchmarks/bench_inference.py --dcn-only --height 1080 --width 1920
 """
@@ -21,6 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import platform
 import sys
 import time
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicvsr_archival.models import BasicVSRPlusPlus
 from basicvsr_archival.models.ops import modulated_deform_conv2d
+from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16, nnpack_works, preferred_memory_format
 from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -130,11 +136,62 @@ def bench_dcn(args: argparse.Namespace, device: torch.device) -> dict:
     return result
 
 
-def bench_model(args: argparse.Namespace, device: torch.device, precision: str) -> dict:
-    """Seconds per frame, frames/s and peak memory of the whole network at one precision."""
-    model = BasicVSRPlusPlus(mid_channels=args.mid_channels, num_blocks=args.num_blocks).to(device).eval()
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+def cpu_description() -> dict:
+    """CPU model, core count and the vector/matrix extensions that decide the fast paths."""
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["cpu"] = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            info["isa"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+            break
+    info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    info["native_bf16"] = cpu_has_native_bf16()
+    info["nnpack"] = nnpack_works()
+    return info
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of ``a`` against ``b`` (both in [0, 1], clamped as the saved frames are)."""
+    mse = (a.float().clamp(0, 1) - b.float().clamp(0, 1)).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def build_network(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """The network of ``--mid-channels/--num-blocks``, with ``--checkpoint`` weights when given."""
+    torch.manual_seed(0)  # the same random weights in every run, so that outputs can be compared
+    model = BasicVSRPlusPlus(mid_channels=args.mid_channels, num_blocks=args.num_blocks)
+    if args.checkpoint is not None:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        state = state.get("state_dict", state)
+        state = {k.removeprefix("generator."): v for k, v in state.items()}
+        model.load_state_dict(state, strict=True)
+    else:  # random weights: give the zero-initialised offset heads some weight so the DCN really samples
+        gen = torch.Generator().manual_seed(0)
+        for align in model.deform_align.values():
+            last = align.conv_offset[-1]
+            last.weight.data.copy_(torch.randn(last.weight.shape, generator=gen) * 0.02)
+    return model.to(device).eval()
+
+
+def bench_model(
+    args: argparse.Namespace, device: torch.device, precision: str, conv: str
+) -> tuple[dict, torch.Tensor]:
+    """Seconds per frame, frames/s and peak memory of the whole network at one precision.
+
+    ``conv`` is the convolution implementation (``BASICVSR_CONV_IMPL``: 'auto' or 'native');
+    the activation layout is ``--layout`` ('auto': the one ``init_model`` picks for the device).
+    """
+    os.environ["BASICVSR_CONV_IMPL"] = conv
+    model = build_network(args, device)
+    fmt = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}.get(args.layout)
+    fmt = preferred_memory_format(device) if fmt is None else fmt
+    model = model.to(memory_format=fmt)
     lq = load_input(args.frames, args.height, args.width, device)
     dtype = DTYPES[precision]
     autocast = (
@@ -157,6 +214,8 @@ def bench_model(args: argparse.Namespace, device: torch.device, precision: str) 
     seconds = min(times)
     result = {
         "precision": precision,
+        "conv": conv,
+        "layout": "nhwc" if fmt == torch.channels_last else "nchw",
         "frames": args.frames,
         "lr_size": f"{args.height}x{args.width}",
         "out_shape": list(out.shape),
@@ -166,7 +225,7 @@ def bench_model(args: argparse.Namespace, device: torch.device, precision: str) 
     if device.type == "cuda":
         result["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     result["peak_rss_mb" if rss_reset else "peak_rss_mb_since_start"] = peak_rss_mb()
-    return result
+    return result, out.float().cpu()
 
 
 def main() -> None:
@@ -184,11 +243,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of the DCN/conv micro-benchmark")
     parser.add_argument("--model-repeats", type=int, default=1, help="timed runs of the whole model")
     parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="store the model's weights channels_last, as init_model does (default on)",
+        "--layout",
+        choices=("auto", "nchw", "nhwc"),
+        default="auto",
+        help="activation layout of the model (default auto: the one init_model picks for the device)",
     )
+    parser.add_argument(
+        "--conv",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "native"),
+        help="convolution implementations to time (BASICVSR_CONV_IMPL; 'native' = F.conv2d); "
+        "the PSNR of each run is printed against the first fp32 run",
+    )
+    parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: random)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--dcn-only", action="store_true", help="only the DCN-vs-conv micro-benchmark")
     parser.add_argument("--model-only", action="store_true", help="only the whole-model benchmark")
@@ -200,7 +268,7 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     env = {
-        "machine": platform.processor() or platform.machine(),
+        **cpu_description(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -212,10 +280,17 @@ def main() -> None:
         print(json.dumps(report["dcn"]))
     if not args.dcn_only:
         report["model"] = []
-        for precision in args.precision:
-            res = bench_model(args, device, precision)
-            report["model"].append(res)
-            print(json.dumps(res))
+        reference = None  # output of the first fp32 run: the others are compared with it
+        for conv in args.conv:
+            for precision in args.precision:
+                res, out = bench_model(args, device, precision, conv)
+                if reference is None and precision == "fp32":
+                    reference, res["reference"] = out, True
+                elif reference is not None:
+                    res["psnr_vs_reference_db"] = psnr(out, reference)
+                    res["max_abs_diff_vs_reference"] = (out - reference).abs().max().item()
+                report["model"].append(res)
+                print(json.dumps(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -20,6 +20,7 @@ from basicvsr_archival.registry import MODELS
 from .common import PixelShufflePack, ResidualBlocksWithInputConv, flow_warp, reflect_pad_to
 from .ops import ModulatedDeformConv2d, modulated_deform_conv2d, resolve_impl
 from .ops.cpu_fused import flow_guided_deform_conv_cpu, fused_cpu_ok
+from .ops.fast_conv import Conv2d
 from .spynet import SPyNet
 
 PROPAGATION_ORDER = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -45,14 +46,14 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         self.max_residue_magnitude = max_residue_magnitude
         num_points = self.weight.shape[2] * self.weight.shape[3]
         self.conv_offset = nn.Sequential(
-            nn.Conv2d(3 * self.out_channels + 4, self.out_channels, 3, 1, 1),
+            Conv2d(3 * self.out_channels + 4, self.out_channels, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
-            nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
+            Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
-            nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
+            Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
             # (dy, dx) offsets and a mask value per deform group and kernel point
-            nn.Conv2d(self.out_channels, 3 * num_points * self.deform_groups, 3, 1, 1),
+            Conv2d(self.out_channels, 3 * num_points * self.deform_groups, 3, 1, 1),
         )
         self.init_offset()
 
@@ -72,10 +73,17 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         out = self.conv_offset(torch.cat([extra_feat, flow_1, flow_2], dim=1))  # (b, 3 * g * k, h, w)
         # honour an implementation choice stored on the layer by the ops package, if any
         impl = getattr(self, "impl", None)
-        if self._fused_kernel_applies(x, out, flow_1, flow_2, impl):
+        if self._fused_kernel_applies(x, out, flow_1, flow_2, impl=impl):
             # offsets and masks are computed inside the CPU kernel from ``out`` (same equations as below)
             return flow_guided_deform_conv_cpu(
-                x, out, flow_1, flow_2, self.max_residue_magnitude, self.weight, self.bias, self.padding,
+                x,
+                out,
+                flow_1,
+                flow_2,
+                self.max_residue_magnitude,
+                self.weight,
+                self.bias,
+                self.padding,
                 self.deform_groups,
             )
         c_off = out.size(1) // 3  # = g * k: one third for o1, o2 and the mask each
@@ -164,9 +172,9 @@ class BasicVSRPlusPlus(nn.Module):
             self.feat_extract = ResidualBlocksWithInputConv(3, mid_channels, 5)
         else:
             self.feat_extract = nn.Sequential(
-                nn.Conv2d(3, mid_channels, 3, 2, 1),
+                Conv2d(3, mid_channels, 3, 2, 1),
                 nn.LeakyReLU(negative_slope=0.1, inplace=True),
-                nn.Conv2d(mid_channels, mid_channels, 3, 2, 1),
+                Conv2d(mid_channels, mid_channels, 3, 2, 1),
                 nn.LeakyReLU(negative_slope=0.1, inplace=True),
                 ResidualBlocksWithInputConv(mid_channels, mid_channels, 5),
             )
@@ -194,8 +202,8 @@ class BasicVSRPlusPlus(nn.Module):
             self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
         else:
             self.upsample1 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        self.conv_hr = Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = Conv2d(64, 3, 3, 1, 1)
         self.img_upsample = nn.Upsample(scale_factor=upscale_factor, mode="bilinear", align_corners=False)
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
 

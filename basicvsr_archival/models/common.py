@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops.fast_conv import Conv2d
+
 
 def _scaled_kaiming_init_(conv: nn.Conv2d, scale: float) -> None:
     """Kaiming-normal (fan_in) init of ``conv`` times ``scale``, zero bias (as mmedit's init)."""
@@ -41,8 +43,8 @@ class ResidualBlockNoBN(nn.Module):
     def __init__(self, mid_channels: int = 64, res_scale: float = 1.0) -> None:
         super().__init__()
         self.res_scale = res_scale
-        self.conv1 = nn.Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
-        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
+        self.conv1 = Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
+        self.conv2 = Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
         self.relu = nn.ReLU(inplace=True)
         # as in mmedit: small init of the residual branch when it is not rescaled
         if res_scale == 1.0:
@@ -74,7 +76,7 @@ class ResidualBlocksWithInputConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 64, num_blocks: int = 30) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=True),
+            Conv2d(in_channels, out_channels, 3, 1, 1, bias=True),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
             make_layer(ResidualBlockNoBN, num_blocks, mid_channels=out_channels),
         )
@@ -102,7 +104,7 @@ class PixelShufflePack(nn.Module):
         self.out_channels = out_channels
         self.scale_factor = scale_factor
         self.upsample_kernel = upsample_kernel
-        self.upsample_conv = nn.Conv2d(
+        self.upsample_conv = Conv2d(
             in_channels,
             out_channels * scale_factor * scale_factor,
             upsample_kernel,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import flow_warp
+from .ops.fast_conv import Conv2d
 
 
 class _ConvAct(nn.Module):
@@ -28,7 +29,7 @@ class _ConvAct(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, with_relu: bool) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3)
         self.activate = nn.ReLU(inplace=True) if with_relu else None
         # mmcv ConvModule default: kaiming normal, fan_out, bias zero
         nn.init.kaiming_normal_(self.conv.weight, a=0, mode="fan_out", nonlinearity="relu")

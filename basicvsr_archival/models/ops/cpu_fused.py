@@ -1,6 +1,6 @@
 """Float32 CPU inference kernels of BasicVSR++'s sampling ops (``dcn_cpu.c``, built on first use).
 
-Three ops, each a C sampling kernel run by a small pool of worker threads over chunks of output
+Two ops, each a C sampling kernel run by a small pool of worker threads over chunks of output
 pixels (ctypes releases the GIL; each worker runs single-threaded GEMMs so no OpenMP team spins
 against the sampling threads):
 
@@ -8,13 +8,12 @@ against the sampling threads):
 - :func:`flow_guided_deform_conv_cpu`: BasicVSR++'s second-order alignment, with the offsets
   ``mrm * tanh(o) + flow`` and masks ``sigmoid(m)`` computed inside the kernel from the raw
   ``conv_offset`` output, so the offset/mask tensors (and their five elementwise passes over
-  ~50 MB each at 180x320) never exist;
-- :func:`flow_warp_cpu`: ``flow_warp`` (bilinear, zero padding, ``align_corners=True``) on a
-  channels-last feature map.
+  ~50 MB each at 180x320) never exist.
 
 Columns are sampled into a per-thread cache-sized buffer (``_FUSED_CHUNK_BYTES``) and turned into
 output pixels by one GEMM per chunk.  Chunk boundaries are fixed, so results do not depend on
-which worker runs which chunk (bit-identical across runs).  Outputs are channels-last.
+which worker runs which chunk (bit-identical across runs).  Outputs keep the memory format of the
+input feature map (NCHW or channels-last).
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from torch import Tensor
 from .cpu_kernel import load_cpu_kernel
 
 _FUSED_CHUNK_BYTES = 8 << 20  # columns per chunk and worker: cache-sized
-_WARP_CHUNK_PIXELS = 4096  # output pixels per flow-warp task
 _WORKER = threading.local()
 
 
@@ -123,7 +121,9 @@ def deform_conv_cpu_fused(
     shape = (h, w, c_in, h_out, w_out, kh, kw, *stride, *padding, *dilation, deform_groups)
 
     def fill(cols: Tensor, p0: int, p1: int) -> None:
-        lib.dcn_im2col_f32(x_cl.data_ptr(), offset.data_ptr(), mask.data_ptr(), cols.data_ptr(), *shape, p0, p1, p0)
+        lib.dcn_im2col_f32(
+            x_cl.data_ptr(), offset.data_ptr(), mask.data_ptr(), cols.data_ptr(), *shape, p0, p1, p0
+        )
 
     out = _as_nchw(_columns_gemm(fill, n * h_out * w_out, weight, bias), n, h_out, w_out)
     return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
@@ -143,7 +143,7 @@ def flow_guided_deform_conv_cpu(
     """BasicVSR++ alignment DCN (stride 1, dilation 1, same size) from the raw ``conv_offset`` output.
 
     Shapes: ``x`` (n, c_in, h, w); ``raw_offset`` (n, 3 * G * K, h, w) = (o1, o2, mask logits);
-    ``flow_1``/``flow_2`` (n, 2, h, w) as (dx, dy) -> (n, c_out, h, w) channels-last.
+    ``flow_1``/``flow_2`` (n, 2, h, w) as (dx, dy) -> (n, c_out, h, w) in the memory format of ``x``.
     Equal to ``modulated_deform_conv2d(x, mrm * tanh(cat(o1, o2)) + flows, sigmoid(m), ...)``
     (offset error < 3e-6 px from the kernel's exp, see ``dcn_cpu.c``).
     """
@@ -151,46 +151,35 @@ def flow_guided_deform_conv_cpu(
     n, c_in, h, w = x.shape
     kh, kw = weight.shape[2:]
     x_cl = _nhwc(x)  # (n, h, w, c_in)
-    raw = _nhwc(raw_offset)  # (n, h, w, 3GK): one pixel's offsets and mask logits are contiguous
+    # the kernel reads the raw offsets in either layout: (n, h, w, 3GK) or NCHW planes (n, 3GK, h, w)
+    if raw_offset.is_contiguous(memory_format=torch.channels_last):
+        raw, strides = raw_offset, (1, raw_offset.shape[1])
+    else:
+        raw, strides = raw_offset.contiguous(), (h * w, 1)
     f1, f2 = flow_1.contiguous(), flow_2.contiguous()  # (n, 2, h, w)
     mrm = float(max_residue_magnitude)
-    shape = (h, w, c_in, kh, kw, *padding, deform_groups)
+    shape = (h, w, c_in, kh, kw, *padding, deform_groups, *strides)
 
     def fill(cols: Tensor, p0: int, p1: int) -> None:
         lib.dcn_flow_guided_im2col_f32(
-            x_cl.data_ptr(), raw.data_ptr(), f1.data_ptr(), f2.data_ptr(), mrm, cols.data_ptr(), *shape, p0, p1, p0
+            x_cl.data_ptr(),
+            raw.data_ptr(),
+            f1.data_ptr(),
+            f2.data_ptr(),
+            mrm,
+            cols.data_ptr(),
+            *shape,
+            p0,
+            p1,
+            p0,
         )
 
-    return _as_nchw(_columns_gemm(fill, n * h * w, weight, bias), n, h, w)
-
-
-def flow_warp_cpu(x: Tensor, flow: Tensor) -> Tensor:
-    """``flow_warp`` of ``x`` (n, c, h, w) by ``flow`` (n, h, w, 2) as (dx, dy): (n, c, h, w) channels-last.
-
-    output[p] = bilinear(x, p + flow[p]), zero outside the image (``grid_sample`` with
-    ``align_corners=True``, ``padding_mode='zeros'``), computed directly in pixel coordinates.
-    """
-    lib = load_cpu_kernel()
-    n, c, h, w = x.shape
-    x_cl = _nhwc(x)  # (n, h, w, c)
-    # the kernel addresses flow element (n, channel, pixel) at n*2*h*w + channel*fc + pixel*fp
-    sn, sh, sw, sc = flow.stride()
-    if not (sn == 2 * h * w and sh == w * sw):
-        flow = flow.contiguous()  # (n, h, w, 2)
-        sn, sh, sw, sc = flow.stride()
-    out = torch.empty(n, h, w, c, dtype=torch.float32)  # (n, h, w, c)
-    total = n * h * w
-
-    def task(p0: int) -> None:
-        p1 = min(total, p0 + _WARP_CHUNK_PIXELS)
-        lib.flow_warp_f32(x_cl.data_ptr(), flow.data_ptr(), out.data_ptr(), h, w, c, sc, sw, p0, p1)
-
-    _parallel(task, total, _WARP_CHUNK_PIXELS)
-    return out.permute(0, 3, 1, 2)  # (n, c, h, w) in channels-last memory
+    out = _as_nchw(_columns_gemm(fill, n * h * w, weight, bias), n, h, w)
+    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
 def fused_cpu_ok(*tensors: Tensor) -> bool:
-    """Whether the fused kernels may run: float32 CPU tensors, no autograd, not tracing/exporting/compiling."""
+    """Whether the fused kernels may run: float32 CPU tensors, no autograd, no tracing/export/compile."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return False
     grad = torch.is_grad_enabled()

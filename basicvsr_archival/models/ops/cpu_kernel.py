@@ -1,4 +1,4 @@
-"""Build and load the fused CPU sampling kernels (``dcn_cpu.c``: deformable convolution, flow warping).
+"""Build and load the fused CPU sampling kernels (``dcn_cpu.c``: deformable convolutions).
 
 The kernel is plain C with no Python or torch headers, so the system C compiler builds it
 in about a second on first use; the shared object is cached under
@@ -96,8 +96,7 @@ def load_cpu_kernel() -> ctypes.CDLL | None:
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     signatures = {
         "dcn_im2col_f32": [ptr] * 4 + [i64] * 17,
-        "dcn_flow_guided_im2col_f32": [ptr] * 4 + [ctypes.c_float, ptr] + [i64] * 11,
-        "flow_warp_f32": [ptr] * 3 + [i64] * 7,
+        "dcn_flow_guided_im2col_f32": [ptr] * 4 + [ctypes.c_float, ptr] + [i64] * 13,
     }
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)

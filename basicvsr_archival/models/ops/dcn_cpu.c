@@ -17,13 +17,11 @@
  * channel loop is a plain vectorisable multiply-add.  No threads here: the Python side
  * splits the pixel range across threads (ctypes releases the GIL).
  *
- * Three entry points:
+ * Two entry points:
  *   dcn_im2col_f32            offsets and masks given (mmcv layout, NCHW planes);
  *   dcn_flow_guided_im2col_f32  BasicVSR++'s SecondOrderDeformableAlignment: offsets and masks
  *                             computed on the fly from the raw conv_offset output and two flows
- *                             (no offset/mask tensors are ever written);
- *   flow_warp_f32             bilinear backward warping by a pixel flow (grid_sample with
- *                             align_corners=True and zero padding), channels-last.
+ *                             (no offset/mask tensors are ever written).
  * The tanh and logistic functions of the flow-guided kernel use exp_f below, a polynomial exp
  * written in plain arithmetic so that the per-pixel loops vectorise (-fno-trapping-math) without
  * a vector math library.
@@ -118,15 +116,24 @@ static inline float exp_f(float x) {
 /* Offsets mrm * tanh(raw[j]) (tanh x = 1 - 2 / (e^2x + 1)) and masks sigmoid(raw[2GK + j]) of one
  * pixel; both loops vectorise.  Absolute error vs double precision: < 3e-6 px offset (mrm = 10),
  * < 1e-7 mask. */
-static void flow_guided_params(const float *restrict raw, float *restrict off, float *restrict msk, int64_t GK,
-                               float mrm) {
-    for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * raw[j]) + 1.0f));
-    for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-raw[2 * GK + j]));
+static void flow_guided_params(const float *restrict raw, int64_t sc, float *restrict off, float *restrict msk,
+                               int64_t GK, float mrm) {
+    if (sc == 1) { /* channels-last raw: contiguous channels */
+        for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * raw[j]) + 1.0f));
+        for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-raw[2 * GK + j]));
+        return;
+    }
+    /* NCHW raw: gather the pixel's channels (consecutive pixels share the cache lines), then vectorise */
+    float v[3 * GK];
+    for (int64_t j = 0; j < 3 * GK; ++j) v[j] = raw[j * sc];
+    for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * v[j]) + 1.0f));
+    for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-v[2 * GK + j]));
 }
 
 /* Columns of SecondOrderDeformableAlignment (stride 1, dilation 1, output size = input size):
  *
- *   raw = conv_offset(...) at pixel p, 3*G*K channels, channels-last (N, H, W, 3GK);
+ *   raw = conv_offset(...) at pixel p, 3*G*K channels: element (n, j, r) at n*3GK*HW + j*rsc + r*rsp
+ *         (channels-last (N, H, W, 3GK): rsc = 1, rsp = 3GK; NCHW planes: rsc = HW, rsp = 1);
  *   offset = mrm * tanh(raw[0 : 2GK]) + flow   (flow_1 for groups < G/2, flow_2 for the rest,
  *            added as (dy, dx) to every kernel point: the official ``flow.flip(1).repeat``);
  *   mask   = sigmoid(raw[2GK : 3GK]);
@@ -136,7 +143,8 @@ static void flow_guided_params(const float *restrict raw, float *restrict off, f
 void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict raw,
                                 const float *restrict flow1, const float *restrict flow2, float mrm,
                                 float *restrict cols, int64_t H, int64_t W, int64_t C, int64_t kh, int64_t kw,
-                                int64_t ph, int64_t pw, int64_t G, int64_t p0, int64_t p1, int64_t col_p0) {
+                                int64_t ph, int64_t pw, int64_t G, int64_t rsc, int64_t rsp, int64_t p0, int64_t p1,
+                                int64_t col_p0) {
     const int64_t K = kh * kw;
     const int64_t GK = G * K;
     const int64_t Cg = C / G;
@@ -150,7 +158,7 @@ void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict r
         const int64_t wo = r - ho * W;
         const float *xn = x + n * HW * C;
         /* 2. offsets and masks of this pixel from its raw conv_offset channels */
-        flow_guided_params(raw + p * 3 * GK, off, msk, GK, mrm);
+        flow_guided_params(raw + n * 3 * GK * HW + r * rsp, rsc, off, msk, GK, mrm);
         const float f1x = flow1[n * 2 * HW + r], f1y = flow1[n * 2 * HW + HW + r];
         const float f2x = flow2[n * 2 * HW + r], f2y = flow2[n * 2 * HW + HW + r];
         float *dst = cols + (p - col_p0) * K * C;
@@ -165,21 +173,5 @@ void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict r
                 sample_group(xn, H, W, C, Cg, g * Cg, py, px, msk[g * K + k], dst + k * C + g * Cg);
             }
         }
-    }
-}
-
-/* out[p] = bilinear(x, p + flow[p]) for the pixels p0 <= p < p1 of the flattened (N, H, W) grid:
- * x and out channels-last (N, H, W, C); flow element (n, c, pixel) at n*2*H*W + c*fc + pixel*fp
- * (fc = H*W, fp = 1 for (N, 2, H, W) planes; fc = 1, fp = 2 for (N, H, W, 2)), channels (dx, dy). */
-void flow_warp_f32(const float *restrict x, const float *restrict flow, float *restrict out, int64_t H,
-                   int64_t W, int64_t C, int64_t fc, int64_t fp, int64_t p0, int64_t p1) {
-    const int64_t HW = H * W;
-    for (int64_t p = p0; p < p1; ++p) {
-        const int64_t n = p / HW;
-        const int64_t r = p - n * HW;
-        const int64_t ho = r / W;
-        const int64_t wo = r - ho * W;
-        const float *fl = flow + n * 2 * HW + r * fp;
-        sample_group(x + n * HW * C, H, W, C, C, 0, (float)ho + fl[fc], (float)wo + fl[0], 1.0f, out + p * C);
     }
 }
