@@ -1,6 +1,6 @@
 """Inference speed and memory of BasicVSR++, and the cost of its deformable convolution.
 
-Prints, for one machine:
+Prints, for one machine (CPU model and ISA first: AVX2 vs AVX-512/AMX decides the fast paths):
 1. the deformable convolution at the BasicVSR++ alignment shape (in 2*mid, out mid, 3x3,
    16 deform groups, the LR size, batch 1) per implementation, as a multiple of a dense
    ``F.conv2d`` of the same shape (the DCN-to-conv ratio);
@@ -17,12 +17,14 @@ Examples::
     python benchmarks/bench_inference.py --model-only --conv native auto --precision fp32 bf16
     python benchmarks/bench_inference.py --device cuda --precision fp32 fp16 bf16
     python benchmarks/bench_inference.py --dcn-only --height 1080 --width 1920
+    python benchmarks/bench_inference.py --conv-only           # each conv layer: oneDNN vs fast path
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -39,7 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicvsr_archival.models import BasicVSRPlusPlus
 from basicvsr_archival.models.ops import modulated_deform_conv2d
-from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16, nnpack_works, preferred_memory_format
+from basicvsr_archival.models.ops.fast_conv import (
+    Conv2d,
+    cpu_has_native_bf16,
+    fast_path,
+    nnpack_works,
+    preferred_memory_format,
+)
 from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -134,6 +142,55 @@ def bench_dcn(args: argparse.Namespace, device: torch.device) -> dict:
                 result[f"{layout}_{impl}_ms"] = dcn_s * 1e3
                 result[f"{layout}_{impl}_ratio"] = dcn_s / conv_s
     return result
+
+
+def conv_shapes(args: argparse.Namespace) -> list[tuple[str, int, int, int, int, int]]:
+    """(name, c_in, c_out, kernel, h, w) of BasicVSR++'s convolution layers at the LR size."""
+    c, h, w = args.mid_channels, args.height, args.width
+    hs, ws = -(-h // 32) * 32, -(-w // 32) * 32  # SPyNet's finest level (resized to multiples of 32)
+    return [
+        ("backbone / residual 3x3", c, c, 3, h, w),
+        ("conv_offset in", 3 * c + 4, c, 3, h, w),
+        ("conv_offset out", c, 27 * 16, 3, h, w),
+        ("reconstruction in", 5 * c, c, 3, h, w),
+        ("upsample1", c, 4 * c, 3, h, w),
+        ("upsample2", c, 256, 3, 2 * h, 2 * w),
+        ("conv_hr", 64, 64, 3, 4 * h, 4 * w),
+        ("conv_last", 64, 3, 3, 4 * h, 4 * w),
+        ("spynet 8->32 7x7", 8, 32, 7, hs, ws),
+        ("spynet 32->64 7x7", 32, 64, 7, hs, ws),
+        ("spynet 64->32 7x7", 64, 32, 7, hs, ws),
+        ("spynet 16->2 7x7", 16, 2, 7, hs, ws),
+    ]
+
+
+def bench_convs(args: argparse.Namespace) -> list[dict]:
+    """Each conv layer shape: oneDNN direct (NCHW, NHWC) vs the ``Conv2d`` fast path (CPU, fp32)."""
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for name, c_in, c_out, k, h, w in conv_shapes(args):
+        conv = Conv2d(c_in, c_out, k, 1, k // 2).eval()
+        x = torch.randn(1, c_in, h, w, generator=gen)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        conv_cl = Conv2d(c_in, c_out, k, 1, k // 2).eval()
+        conv_cl.load_state_dict(conv.state_dict())
+        conv_cl = conv_cl.to(memory_format=torch.channels_last)
+        row = {"layer": name, "shape": f"{c_in}->{c_out} {k}x{k} @ {h}x{w}"}
+        cpu = torch.device("cpu")
+        with torch.inference_mode():
+            os.environ["BASICVSR_CONV_IMPL"] = "native"
+            ref = conv(x)
+            row["native_nchw_ms"] = best_of(functools.partial(conv, x), args.repeats, cpu) * 1e3
+            row["native_nhwc_ms"] = best_of(functools.partial(conv_cl, x_cl), args.repeats, cpu) * 1e3
+            os.environ["BASICVSR_CONV_IMPL"] = "auto"
+            row["fast_path"] = fast_path(conv, x, "auto") or "native"
+            row["fast_nchw_ms"] = best_of(functools.partial(conv, x), args.repeats, cpu) * 1e3
+            row["max_rel_err"] = ((conv(x) - ref).abs().max() / ref.abs().max()).item()
+        best_native = min(row["native_nchw_ms"], row["native_nhwc_ms"])
+        row["speedup_vs_best_native"] = best_native / row["fast_nchw_ms"]
+        rows.append(row)
+        print(json.dumps(row))
+    return rows
 
 
 def cpu_description() -> dict:
@@ -259,6 +316,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: random)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--dcn-only", action="store_true", help="only the DCN-vs-conv micro-benchmark")
+    parser.add_argument(
+        "--conv-only", action="store_true", help="only the per-layer convolution benchmark (CPU fast paths)"
+    )
     parser.add_argument("--model-only", action="store_true", help="only the whole-model benchmark")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -275,6 +335,12 @@ def main() -> None:
     }
     print(json.dumps(env))
     report: dict = {"env": env}
+    if args.conv_only:
+        report["convs"] = bench_convs(args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2))
+        return
     if not args.model_only:
         report["dcn"] = bench_dcn(args, device)
         print(json.dumps(report["dcn"]))

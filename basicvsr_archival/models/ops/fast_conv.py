@@ -1,4 +1,4 @@
-"""``Conv2d``: ``nn.Conv2d`` that runs CPU float32 inference through NNPACK's fast algorithms.
+"""``Conv2d``: ``nn.Conv2d`` with faster CPU float32 inference paths (NNPACK, GEMM + shifted adds).
 
 On CPUs without AVX-512/AMX (oneDNN has no Winograd kernels for AVX2), a direct 3x3 convolution
 runs near the FMA peak, so the only way to go faster is fewer multiplications. NNPACK, which
@@ -9,16 +9,20 @@ PyTorch's CPU wheels ship, has
   needs 5.06x fewer multiplications than the direct form (36 * 9 / 64), and
 - FFT 16x16 for larger kernels (SPyNet's 7x7), exact up to float32 rounding.
 
-Measured on a 2-core AVX2 EPYC (``benchmarks/bench_inference.py --conv-only``): 1.6-2.2x faster for
-BasicVSR++'s 3x3 convolutions at 180x320 and 2.4-4x for SPyNet's 7x7 ones than oneDNN's direct
-kernels. The Winograd transform costs accuracy: about 1e-5 relative error per layer instead of
-~1e-7 (the whole c64n7 network stays above 60 dB PSNR against the direct result; the benchmark
-prints it), so it is used only for inference and can be switched off.
+Layers with few output channels (``conv_last``, 64->3 at 720p) are memory-bound instead; for them
+one GEMM over all taps plus shifted adds reads the input once (:func:`_gemm_shift_conv`).
 
-Selection (``BASICVSR_CONV_IMPL``): ``'auto'`` (default) takes NNPACK where it applies and is faster
-(see :func:`nnpack_applies`), ``'native'`` always calls ``F.conv2d`` (oneDNN), ``'nnpack'`` takes
-NNPACK wherever it applies. The choice is made per call from the inputs, never stored in the
-module: parameters and state dicts are those of ``nn.Conv2d``.
+Measured on a 2-core AVX2 EPYC (``python benchmarks/bench_inference.py --conv-only`` prints it per
+layer shape): 1.4-2x faster for BasicVSR++'s 3x3 layers and 2.4-4x for SPyNet's 7x7 ones than
+oneDNN's direct NHWC kernels; the whole c64n7 network 7.6 -> 6.0 s per 720p frame. Winograd costs
+some accuracy, about 1e-5 relative error per layer instead of ~1e-7 (c64n7 output max |diff|
+5e-6 against the direct convolutions on real frames; the benchmark prints the PSNR), so these
+paths serve inference only and can be switched off.
+
+Selection (``BASICVSR_CONV_IMPL``): ``'auto'`` (default) takes a fast path where it applies and
+measured faster (see :func:`fast_path`), ``'native'`` always calls ``F.conv2d`` (oneDNN),
+``'nnpack'`` takes NNPACK wherever it applies. The choice is made per call from the inputs, never
+stored in the module: parameters and state dicts are those of ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -63,36 +67,74 @@ def nnpack_works() -> bool:
         return False
 
 
-def nnpack_applies(conv: nn.Conv2d, x: Tensor, impl: str) -> bool:
-    """Whether this call of ``conv`` on ``x`` runs through NNPACK under implementation ``impl``.
+def fast_path(conv: nn.Conv2d, x: Tensor, impl: str) -> str | None:
+    """The fast CPU path of this call of ``conv`` on ``x`` under ``impl``: 'nnpack', 'gemm' or None.
 
-    Conditions: float32 CPU inference (no autograd needed, not tracing/exporting/compiling), a 4-D
-    input, stride 1, dilation 1, groups 1, zero padding of at most ``kernel // 2``. With 'auto', also
-    where it measured faster than oneDNN: 3x3 kernels only with at least 16 output channels
-    (the 64->3 ``conv_last`` is faster direct) and NCHW inputs (an NHWC input would need a copy).
+    Both need float32 CPU inference (no autograd, not tracing/exporting/compiling), a 4-D input,
+    stride 1, dilation 1, groups 1 and zero padding of at most ``kernel // 2``. ``impl='nnpack'``
+    takes NNPACK wherever that holds. ``'auto'`` only where it measured faster than oneDNN, on NCHW
+    inputs (an NHWC one would need a copy): NNPACK for 3x3 kernels with at least 16 outputs and for
+    larger kernels, and 'gemm' (:func:`_gemm_shift_conv`) for 'same' 3x3 layers with fewer outputs
+    (the 64->3 ``conv_last`` at 720p: 106 ms vs 220 ms direct).
     """
     if impl == "native":
-        return False
+        return None
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return False
+        return None
     if torch.compiler.is_compiling():
-        return False
+        return None
     weight = conv.weight
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.dim() != 4:
-        return False
+        return None
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return False
+        return None
     kh, kw = conv.kernel_size
     if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
-        return False
+        return None
     if not isinstance(conv.padding, tuple) or conv.padding[0] > kh // 2 or conv.padding[1] > kw // 2:
-        return False
+        return None
     if impl == "auto":
-        if (kh, kw) == (3, 3) and conv.out_channels < 16:
-            return False
         if not x.is_contiguous():
-            return False
-    return nnpack_works()
+            return None
+        if (kh, kw) == (3, 3) and conv.out_channels < 16:
+            return "gemm" if conv.padding == (1, 1) else None
+    return "nnpack" if nnpack_works() else None
+
+
+def nnpack_applies(conv: nn.Conv2d, x: Tensor, impl: str) -> bool:
+    """Whether this call of ``conv`` on ``x`` runs through NNPACK under ``impl`` (see :func:`fast_path`)."""
+    return fast_path(conv, x, impl) == "nnpack"
+
+
+def _gemm_shift_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """'Same' convolution with few outputs as one GEMM and shifted adds: (n, c_in, h, w) -> (n, c_out, h, w).
+
+    y[o, p] = b[o] + sum_{i,j} (W_ij x)[o, p + (i - kh//2, j - kw//2)]  (zero outside the image):
+
+    1. one GEMM gives every tap's partial output, z = W' x with W' the weight as (kh*kw*c_out, c_in):
+       it reads ``x`` once (an im2col would write it kh*kw times);
+    2. the kh*kw shifted (c_out, h, w) planes of z are added into the output, clipped at the borders.
+    """
+    n, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    wmat = weight.permute(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)  # rows ordered (i, j, o)
+    out = x.new_empty(n, c_out, h, w)
+    for b_i in range(n):
+        # (kh*kw*c_out, c_in) @ (c_in, h*w) -> (kh, kw, c_out, h, w)
+        z = torch.mm(wmat, x[b_i].reshape(c_in, h * w)).view(kh, kw, c_out, h, w)
+        o = out[b_i]  # (c_out, h, w)
+        if bias is None:
+            o.zero_()
+        else:
+            o.copy_(bias.view(c_out, 1, 1).expand(c_out, h, w))
+        for i in range(kh):
+            dy = i - kh // 2
+            y0, y1 = max(0, -dy), h - max(0, dy)  # output rows whose input row y + dy exists
+            for j in range(kw):
+                dx = j - kw // 2
+                x0, x1 = max(0, -dx), w - max(0, dx)
+                o[:, y0:y1, x0:x1] += z[i, j, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+    return out
 
 
 # NNPACK's transform workspace is a few times the tensor it transforms; layers larger than
@@ -139,17 +181,20 @@ def _nnpack_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same arguments, parameters and state dict) with NNPACK for CPU float32 inference.
+    """``nn.Conv2d`` (same arguments, parameters and state dict) with fast paths for CPU float32 inference.
 
     Shapes: input ``(n, c_in, h, w)`` -> output ``(n, c_out, h_out, w_out)``, as ``nn.Conv2d``. The
-    implementation is chosen per call (:func:`nnpack_applies`, ``BASICVSR_CONV_IMPL``); training,
-    other devices and dtypes always use ``F.conv2d``.
+    implementation is chosen per call (:func:`fast_path`, ``BASICVSR_CONV_IMPL``); training, other
+    devices and dtypes always use ``F.conv2d``.
     """
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        """Convolve ``input`` (n, c_in, h, w) with NNPACK where it applies, else as ``nn.Conv2d``."""
-        if nnpack_applies(self, input, conv_impl()):
+        """Convolve ``input`` (n, c_in, h, w) on the fast path that applies, else as ``nn.Conv2d``."""
+        path = fast_path(self, input, conv_impl())
+        if path == "nnpack":
             return _nnpack_conv(input, weight, bias, self.padding)
+        if path == "gemm":
+            return _gemm_shift_conv(input, weight, bias)
         return super()._conv_forward(input, weight, bias)
 
 

@@ -45,7 +45,7 @@ def test_auto_choices(monkeypatch):
     x = torch.randn(1, 64, 16, 16)
     with torch.no_grad():
         assert nnpack_applies(_conv(64, 64, 3), x, "auto")
-        assert not nnpack_applies(_conv(64, 3, 3), x, "auto")  # few outputs: direct is faster
+        assert fast_conv.fast_path(_conv(64, 3, 3), x, "auto") == "gemm"  # few outputs: GEMM + shifts
         assert not nnpack_applies(_conv(64, 64, 3), x.contiguous(memory_format=torch.channels_last), "auto")
         assert not nnpack_applies(_conv(64, 64, 3), x.double(), "auto")
         assert not nnpack_applies(Conv2d(64, 64, 3, 2, 1), x, "auto")  # strided
@@ -82,3 +82,16 @@ def test_strips_give_the_same_result(monkeypatch, k):
         ref = F.conv2d(x, w, b, padding=k // 2)
     assert got.shape == ref.shape == (2, 16, 45, 90)
     assert (got - ref).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("cout,n", [(3, 1), (5, 2)])
+def test_gemm_shift_path_matches_direct_convolution(monkeypatch, cout, n):
+    monkeypatch.setenv("BASICVSR_CONV_IMPL", "auto")
+    conv = _conv(16, cout, 3)
+    x = torch.randn(n, 16, 29, 41, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert fast_conv.fast_path(conv, x, "auto") == "gemm"
+        got = conv(x)
+        ref = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    assert got.shape == (n, cout, 29, 41)
+    assert (got.double() - ref).abs().max().item() < 1e-5
