@@ -34,8 +34,14 @@ INSTALL_REQUIRES = [
     "scipy",
 ]
 
+# ONNX export (tools/pytorch2onnx.py): onnxscript is what torch.onnx.export(dynamo=True) needs, onnx
+# writes the file, onnxruntime checks it. None of them pulls torch or another cv2 package (tested with
+# onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0: about 125 MB installed with their dependencies).
+ONNX_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
+
 EXTRAS_REQUIRE = {
-    "tests": ["pytest", "ruff", "scikit-image"],
+    "onnx": ONNX_REQUIRES,
+    "tests": ["pytest", "ruff", "scikit-image", *ONNX_REQUIRES],
 }
 
 setup(

@@ -37,6 +37,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _window(text: str) -> int:
     """argparse type: 0 or an odd integer >= 1."""
     try:
@@ -92,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="recurrent mode: restore in chunks of N frames to bound memory (default: whole sequence)",
     )
     parser.add_argument(
+        "--overlap",
+        type=_non_negative,
+        default=None,
+        metavar="N",
+        help="with --max-seq-len: N frames of context on each side of a chunk, restored but not kept, so "
+        "chunk borders do not show (default min(3, max_seq_len // 4); 0: plain consecutive chunks)",
+    )
+    parser.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)"
     )
     parser.add_argument(
@@ -102,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fp16", action="store_true", help="shorthand for --precision fp16")
     parser.add_argument("--crf", type=int, default=18, help="x264 quality for video output (default 18)")
+    parser.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="do not carry the audio of a video input into a video output (default: carry it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return parser
@@ -118,6 +142,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.fp16 and args.precision not in (None, "fp16"):
         parser.error(f"--fp16 contradicts --precision {args.precision}")
     args.precision = "fp16" if args.fp16 else (args.precision or "fp32")
+    if args.overlap:
+        if args.window_size:
+            parser.error("--overlap applies to the recurrent mode, not to --window-size")
+        if args.max_seq_len is None:
+            parser.error("--overlap needs --max-seq-len (the whole sequence has no chunk borders)")
+        if 2 * args.overlap >= args.max_seq_len:
+            parser.error(
+                f"--overlap {args.overlap} leaves no core frames in chunks of --max-seq-len "
+                f"{args.max_seq_len}: need 2 * overlap < max_seq_len"
+            )
     return args
 
 
@@ -132,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         restoration_video_inference,
         synthetic_frame_source,
     )
+    from basicvsr_archival.apis.streaming import resolve_overlap
 
     source = synthetic_frame_source() if args.synthetic else read_frame_source(args.input)
     check_output_path(source.path, args.output)
@@ -146,9 +181,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     model = init_model(args.config, checkpoint, device)
+    if args.window_size:
+        mode = f"sliding window of {args.window_size}"
+    elif args.max_seq_len:
+        overlap = resolve_overlap(args.max_seq_len, args.overlap)
+        mode = f"chunks of {args.max_seq_len}, overlap {overlap}"
+    else:
+        mode = "whole sequence"
     print(
         f"restoring {source.description} ({source.num_frames} frames, {source.width}x{source.height}) "
-        f"on {device} ({args.precision})",
+        f"on {device} ({args.precision}, {mode})",
         file=sys.stderr,
     )
     start = time.perf_counter()
@@ -161,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         progress=not args.no_progress,
         crf=args.crf,
+        overlap=args.overlap,
+        audio=not args.no_audio,
     )
     elapsed = time.perf_counter() - start
     print(

@@ -4,6 +4,7 @@ Examples::
 
     python tools/restore.py clip.archive -o restored.mp4
     python tools/restore.py clip.archive -o restored_frames/ --device cuda --fp16
+    python tools/restore.py clip.archive -o restored.mp4 --precision bf16 --max-seq-len 20 --overlap 3
     python tools/restore.py clip.archive -o restored.mkv --base-checkpoint chkpts/base.pth
 """
 
@@ -36,6 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-seq-len", type=int, help="frames per chunk (default: the archive's; changes the output)"
     )
     parser.add_argument(
+        "--overlap",
+        type=int,
+        metavar="N",
+        help="context frames on each side of a chunk (default: the archive's, or min(3, max_seq_len // 4) "
+        "with another --max-seq-len; changes the output)",
+    )
+    parser.add_argument(
         "--base-checkpoint", action="append", default=[],
         help="base checkpoint file or folder (repeatable; also $BASICVSR_ARCHIVAL_CHKPTS and ./chkpts)",
     )  # fmt: skip
@@ -55,13 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         precision=args.precision,
         max_seq_len=args.max_seq_len,
+        overlap=args.overlap,
         base_checkpoint=args.base_checkpoint,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    chunks = f"chunks of {res.max_seq_len}, overlap {res.overlap}" if res.max_seq_len else "whole video"
     print(
         f"restored {res.num_frames} frames {res.width}x{res.height} @ {res.fps} fps -> {res.output} "
-        f"({res.seconds:.1f} s on {res.device}, {res.precision})"
+        f"({res.seconds:.1f} s on {res.device}, {res.precision}, {chunks})"
     )
     return 0
 

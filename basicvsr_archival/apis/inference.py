@@ -2,15 +2,18 @@
 
 * :func:`init_model` builds ``cfg.model`` and loads an (official-layout) checkpoint strictly;
 * :func:`read_frame_source` opens a folder of image frames or any ffmpeg-readable video lazily;
-* :func:`restore_video_frames` restores frames chunk by chunk (recurrent) or window by window
-  (sliding window) and yields RGB uint8 output frames, holding only a chunk / window in memory;
-* :func:`restoration_video_inference` writes a folder of PNG frames or an x264 video, atomically.
+* :func:`restore_video_frames` restores frames in overlapping chunks (recurrent, see
+  :mod:`.streaming`) or window by window (sliding window) and yields RGB uint8 output frames,
+  holding only a chunk / window in memory;
+* :func:`restoration_video_inference` writes a folder of PNG frames or an x264 video (with the input
+  video's audio), atomically.
 
 Every error meant for a user is an :class:`InferenceError` with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -31,17 +34,28 @@ from mmengine.runner.checkpoint import load_checkpoint
 from torch import nn
 from tqdm import tqdm
 
+from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16, preferred_memory_format
 from basicvsr_archival.registry import MODELS
 from basicvsr_archival.utils.ffmpeg import (
     MediaError,
     VideoInputError,
-    VideoWriter,
     ffmpeg_exe,
     iter_video_frames,
     probe_video,
 )
 
+from .streaming import (
+    OverlapError,
+    overlapped_chunks,
+    release_free_memory,
+    resolve_overlap,
+    window_indices,  # noqa: F401  (re-exported by basicvsr_archival.apis)
+    write_video,
+)
+from .streaming import sliding_windows as _sliding_windows
+
 PathLike = str | os.PathLike
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mkv")
@@ -163,15 +177,17 @@ def init_model(
     config: PathLike | Config,
     checkpoint: PathLike | None = None,
     device: str | torch.device | None = None,
-    channels_last: bool = True,
+    channels_last: bool | None = None,
 ) -> nn.Module:
     """Build ``cfg.model`` from a config, load ``checkpoint`` strictly, move to ``device``, set eval mode.
 
     ``checkpoint=None`` keeps the random initialisation. A checkpoint whose keys or shapes do not fit
     the config raises :class:`CheckpointMismatchError`. The config is stored as ``model.cfg``.
     ``channels_last`` stores the convolution weights in NHWC order, so every convolution (and the
-    fused deformable convolution) runs on NHWC activations: about 2x faster for BasicVSR++ on CPU
-    (no NCHW<->blocked reorders of 720p feature maps), same parameters and state dict.
+    fused deformable convolution) runs on NHWC activations (oneDNN/cuDNN: about 2x faster than NCHW
+    for BasicVSR++ on the CPU); ``None`` (default) picks the faster layout for ``device``
+    (:func:`~basicvsr_archival.models.ops.fast_conv.preferred_memory_format`: NCHW where NNPACK runs
+    the CPU convolutions). Same parameters and state dict either way.
     """
     import basicvsr_archival.models  # noqa: F401  (registers BasicVSR, BasicVSRPlusPlus, ... in MODELS)
 
@@ -193,6 +209,8 @@ def init_model(
             raise CheckpointError(f"{path}: cannot load checkpoint ({_first_line(exc)})") from exc
     model.cfg = cfg
     model.to(dev)
+    if channels_last is None:
+        channels_last = preferred_memory_format(dev) == torch.channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
@@ -330,6 +348,10 @@ def _autocast(precision: str, device: torch.device) -> Any:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=dtype)
     if precision == "bf16":
+        if not cpu_has_native_bf16():
+            logger.warning(
+                "this CPU has no native bfloat16 (no AVX512-BF16/AMX): bf16 runs ~10x slower than fp32 here"
+            )
         return torch.autocast("cpu", dtype=dtype)
     raise InferenceError("precision fp16 needs a CUDA device: use bf16 or fp32 on the CPU")
 
@@ -360,67 +382,6 @@ def _run_model(model: nn.Module, lq: torch.Tensor) -> torch.Tensor:
     return model(lq)
 
 
-def _chunks(frames: Iterable[np.ndarray], size: int | None) -> Iterator[list[np.ndarray]]:
-    """Consecutive lists of ``size`` frames (all frames in one list if ``size`` is None)."""
-    chunk: list[np.ndarray] = []
-    for frame in frames:
-        chunk.append(frame)
-        if size is not None and len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def window_indices(t: int, half: int, total: int | None) -> list[int]:
-    """Input frame indices of the sliding window centred on frame ``t`` (``2 * half + 1`` of them).
-
-    Outside the sequence the indices follow the official ``pad_sequence`` of MMEditing's
-    ``restoration_video_inference`` (a mirror that skips the edge frame: ``-k -> half + k`` and
-    ``total - 1 + k -> total - 1 - half - k``), clamped into ``[0, total - 1]`` (replicate) for
-    sequences too short for it. ``total=None`` means the sequence is known to extend past ``t + half``.
-    """
-    indices = []
-    for k in range(t - half, t + half + 1):
-        if k < 0:
-            j = half - k
-        elif total is not None and k >= total:
-            j = total - 2 - half - (k - total)
-        else:
-            j = k
-        indices.append(j if total is None else min(max(j, 0), total - 1))
-    return indices
-
-
-def _sliding_windows(frames: Iterable[np.ndarray], window_size: int) -> Iterator[list[np.ndarray]]:
-    """The window of input frames for each output frame, holding at most ~``2 * window_size`` frames."""
-    half = window_size // 2
-    it = iter(frames)
-    buffer: dict[int, np.ndarray] = {}
-    loaded = 0  # frames read so far
-    total: int | None = None  # known once the input is exhausted
-
-    def fill_to(index: int) -> None:
-        nonlocal loaded, total
-        while total is None and loaded <= index:
-            try:
-                buffer[loaded] = next(it)
-            except StopIteration:
-                total = loaded
-                return
-            loaded += 1
-
-    t = 0
-    while True:
-        fill_to(max(t + half, 2 * half))
-        if total is not None and t >= total:
-            return
-        yield [buffer[i] for i in window_indices(t, half, total)]
-        t += 1
-        for i in [i for i in buffer if i < t - 2 * half]:  # the mirrored end never reaches below t - 2*half
-            del buffer[i]
-
-
 def restore_video_frames(
     model: nn.Module,
     source: Iterable[np.ndarray],
@@ -429,19 +390,30 @@ def restore_video_frames(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     progress: bool = True,
+    overlap: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Restore RGB uint8 (h, w, 3) frames, yielding RGB uint8 (H, W, 3) output frames in order (streaming).
 
-    Recurrent mode (``window_size=0``): consecutive chunks of ``max_seq_len`` frames (None = the whole
-    sequence at once) go through the model; host memory holds one chunk. Sliding-window mode
-    (``window_size`` odd > 0): output frame t is the centre output for the input window
-    ``[t - w//2, t + w//2]`` (ends padded as in :func:`window_indices`). ``device`` defaults to the
-    model's (the model is moved there otherwise); 'fp16'/'bf16' use ``torch.autocast`` (fp16 on CUDA only).
+    Recurrent mode (``window_size=0``): the frames go through the model in chunks of at most
+    ``max_seq_len`` frames (None = the whole sequence at once), each made of core frames plus up to
+    ``overlap`` frames of context on each side whose outputs are dropped, so chunk borders do not
+    show; every output frame is yielded once, in order (scheme: :func:`~.streaming.overlapped_chunks`).
+    ``overlap=None`` means :func:`~.streaming.default_overlap`: ``min(3, max_seq_len // 4)`` (0
+    without ``max_seq_len``); 0 gives plain
+    consecutive chunks; ``2 * overlap < max_seq_len`` is required. Host memory holds one chunk.
+    Sliding-window mode (``window_size`` odd > 0): output frame t is the centre output for the input
+    window ``[t - w//2, t + w//2]`` (ends padded as in :func:`window_indices`). ``device`` defaults to
+    the model's (the model is moved there otherwise); 'fp16'/'bf16' use ``torch.autocast`` (fp16 on
+    CUDA only).
     """
     if window_size < 0 or (window_size > 0 and window_size % 2 == 0):
         raise InferenceError(f"window_size must be 0 (recurrent) or an odd number > 0, got {window_size}")
     if max_seq_len is not None and max_seq_len < 1:
         raise InferenceError(f"max_seq_len must be >= 1 or None, got {max_seq_len}")
+    try:
+        context = resolve_overlap(max_seq_len, overlap, window_size)
+    except OverlapError as exc:
+        raise InferenceError(str(exc)) from None
     if device is None:
         param = next(iter(model.parameters()), None)
         dev = param.device if param is not None else torch.device("cpu")
@@ -451,7 +423,7 @@ def restore_video_frames(
     autocast = _autocast(precision, dev)
     model.eval()
     total = len(source) if hasattr(source, "__len__") else None
-    return _restore(model, source, max_seq_len, window_size, dev, autocast, progress, total)
+    return _restore(model, source, max_seq_len, window_size, dev, autocast, progress, total, context)
 
 
 def _restore(
@@ -463,6 +435,7 @@ def _restore(
     autocast: Any,
     progress: bool,
     total: int | None,
+    overlap: int = 0,
 ) -> Iterator[np.ndarray]:
     """The generator behind :func:`restore_video_frames` (arguments already checked)."""
     bar = tqdm(total=total, unit="frame", desc="restoring", disable=not progress, dynamic_ncols=True)
@@ -477,10 +450,13 @@ def _restore(
                 yield frame
                 bar.update(1)
         else:
-            for chunk in _chunks(source, max_seq_len):
+            for chunk in overlapped_chunks(source, max_seq_len, overlap):
+                core = chunk.core
                 with torch.inference_mode(), autocast:
-                    frames = _to_frames(_run_model(model, _to_tensor(chunk, dev)))
-                del chunk
+                    out = _run_model(model, _to_tensor(chunk.frames, dev))
+                    frames = _to_frames(out[:, core]) if out.dim() == 5 else _to_frames(out)[core]
+                del chunk, out
+                release_free_memory()  # keeps the peak RSS of every chunk at that of the first
                 for frame in frames:
                     yield frame
                     bar.update(1)
@@ -547,26 +523,32 @@ def restoration_video_inference(
     precision: str = "fp32",
     progress: bool = True,
     crf: int = 18,
+    overlap: int | None = None,
+    audio: bool = True,
 ) -> InferenceResult:
     """Restore a frame folder / video (or a :class:`FrameSource`) into PNG frames or an .mp4/.mkv video.
 
     PNG frames keep the input frame names (``%08d.png`` for video input). They are written into a
     temporary folder beside ``output_path`` that replaces it when complete; if ``output_path`` already
     exists, the finished frames are then moved into it one by one (same-named files replaced). Videos
-    are x264 (``crf``) at the input's frame rate, written to a temporary file and renamed. An output
-    equal to or inside the input is refused. See :func:`restore_video_frames` for the other arguments.
+    are x264 (``crf``) at the input's frame rate, written to a temporary file and renamed; with
+    ``audio`` (default) a video input's audio streams are carried into a video output (stream copy,
+    or AAC when the container refuses the codec); frame outputs have no audio. An output equal to or
+    inside the input is refused. See :func:`restore_video_frames` for the other arguments.
     """
     source = input_path if isinstance(input_path, FrameSource) else read_frame_source(input_path)
     out = Path(output_path)
     check_output_path(source.path, out)
-    frames = restore_video_frames(model, source, max_seq_len, window_size, device, precision, progress)
+    frames = restore_video_frames(
+        model, source, max_seq_len, window_size, device, precision, progress, overlap=overlap
+    )
     count, size = 0, (0, 0)
     if is_video_output(out):
+        audio_from = source.path if audio and source.kind == "video" else None
         try:
-            with VideoWriter(out, fps=source.fps, crf=crf, forbid=source.path) as writer:
-                for frame in frames:
-                    writer.write(frame)
-                    count, size = count + 1, (frame.shape[1], frame.shape[0])
+            count, size, _ = write_video(
+                frames, out, source.fps, crf=crf, forbid=source.path, audio_from=audio_from
+            )
         except MediaError as exc:
             raise InferenceError(_first_line(exc)) from None
         return InferenceResult(out, count, *size)

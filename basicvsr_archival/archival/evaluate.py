@@ -97,15 +97,21 @@ def restoration_psnr(
     count: int,
     max_seq_len: int | None,
     device: str | None = None,
+    overlap: int | None = None,
 ) -> float | None:
-    """Mean PSNR (dB, RGB, 8-bit) of the model's restoration of frames ``[start, start + count)``."""
+    """Mean PSNR (dB, RGB, 8-bit) of the model's restoration of frames ``[start, start + count)``.
+
+    ``max_seq_len`` / ``overlap``: chunks as in :func:`~basicvsr_archival.apis.restore_video_frames`.
+    """
     if count <= 0:
         return None
     from basicvsr_archival.apis.inference import restore_video_frames
 
     lq = list(itertools.islice(iter_video_frames(lq_video, start=start), count))
     gt = itertools.islice(iter_video_frames(gt_video, start=start), count)
-    out = restore_video_frames(model, lq, max_seq_len=max_seq_len, device=device, progress=False)
+    out = restore_video_frames(
+        model, lq, max_seq_len=max_seq_len, device=device, progress=False, overlap=overlap
+    )
     values = [psnr(o, g) for o, g in zip(out, gt)]
     return float(np.mean(values)) if values else None
 

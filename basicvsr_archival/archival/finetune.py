@@ -523,6 +523,7 @@ def finetune_video(
     eval_max_seq_len: int | None = None,
     progress: bool = True,
     resume: bool = True,
+    eval_overlap: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model_cfg`` (from ``base_checkpoint`` or from scratch) on one LR/GT video pair.
 
@@ -561,9 +562,10 @@ def finetune_video(
     num_frames = info.num_frames
     eval_start = num_frames - settings.held_out_frames if settings.held_out_frames else 0
     eval_count = min(settings.eval_frames, num_frames - eval_start)
+    chunks = dict(max_seq_len=eval_max_seq_len, overlap=eval_overlap)  # as the archive is restored
     t0 = time.perf_counter()
     psnr_before = restoration_psnr(
-        _model_with(model_cfg, init_state), lq, gt, eval_start, eval_count, eval_max_seq_len
+        _model_with(model_cfg, init_state), lq, gt, eval_start, eval_count, **chunks
     )
     eval_seconds = time.perf_counter() - t0
 
@@ -593,7 +595,7 @@ def finetune_video(
         )
     t0 = time.perf_counter()
     psnr_after = restoration_psnr(
-        _model_with(model_cfg, final_state), lq, gt, eval_start, eval_count, eval_max_seq_len
+        _model_with(model_cfg, final_state), lq, gt, eval_start, eval_count, **chunks
     )
     eval_seconds += time.perf_counter() - t0
     stats.update(

@@ -409,6 +409,7 @@ def _stage_finetune(
         base_allow_extra_keys=cfg.base_allow_extra_keys,
         scale=cfg.codec.scale,
         eval_max_seq_len=cfg.restore.max_seq_len,
+        eval_overlap=cfg.restore.overlap,
         progress=progress,
         resume=True,
     )

@@ -1,11 +1,13 @@
 """Restore an archive: verify it, rebuild the SR model (base + delta), super-resolve the LR stream, write.
 
-The LR frames are restored in fixed chunks of ``max_seq_len`` frames (recorded in the manifest) by
-the inference API's streaming :func:`~basicvsr_archival.apis.inference.restore_video_frames`, so
-memory stays bounded and, on the CPU, two restorations of an archive are bit-identical (same
-chunks, same deterministic kernels, ``+bitexact`` muxing). Output: a video (``.mp4``/``.mkv``,
-lossless or CRF per the archive's restore settings) at the source's frame rate, or a folder of
-``%08d.png`` frames; either is written to a temporary name and renamed when complete.
+The LR frames are restored in fixed chunks of ``max_seq_len`` frames with ``overlap`` frames of
+context on each side (both recorded in the manifest; manifests written before ``overlap`` existed
+restore with 0, as they did then) by the inference API's streaming
+:func:`~basicvsr_archival.apis.inference.restore_video_frames`, so memory stays bounded and, on
+the CPU, two restorations of an archive are bit-identical (same chunks, same deterministic kernels,
+``+bitexact`` muxing). Output: a video (``.mp4``/``.mkv``, lossless or CRF per the archive's restore
+settings) at the source's frame rate, or a folder of ``%08d.png`` frames; either is written to a
+temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from basicvsr_archival.apis.streaming import OverlapError, default_overlap, resolve_overlap
 from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, iter_video_frames
 
 from .package import (
@@ -47,15 +50,19 @@ class RestoreError(ArchiveError):
 
 @dataclass(frozen=True)
 class RestoreSettings:
-    """How an archive is restored: device (None = CUDA if available), precision, chunk length, output codec.
+    """How an archive is restored: device (None = CUDA if available), precision, chunks, output codec.
 
-    Output: ``lossless`` (libx264rgb CRF 0, or FFV1 with ``codec='ffv1'`` in .mkv) or ``codec`` /
-    ``crf`` / ``preset`` / ``pix_fmt`` of a lossy encode.
+    Chunks: ``max_seq_len`` frames per model call (None = the whole video at once), ``overlap``
+    frames of context on each side of a chunk (None = ``min(3, max_seq_len // 4)``, resolved to a
+    number when the settings are built, so a manifest records the value used). Output: ``lossless``
+    (libx264rgb CRF 0, or FFV1 with ``codec='ffv1'`` in .mkv) or ``codec`` / ``crf`` / ``preset`` /
+    ``pix_fmt`` of a lossy encode.
     """
 
     device: str | None = None
     precision: str = "fp32"
     max_seq_len: int | None = 30
+    overlap: int | None = None
     lossless: bool = True
     codec: str = "libx264"
     crf: int = 18
@@ -68,6 +75,11 @@ class RestoreSettings:
             raise RestoreError(f"restore.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_seq_len is not None and (not isinstance(self.max_seq_len, int) or self.max_seq_len < 1):
             raise RestoreError(f"restore.max_seq_len must be None or an int >= 1, got {self.max_seq_len!r}")
+        try:
+            overlap = resolve_overlap(self.max_seq_len, self.overlap)
+        except OverlapError as exc:
+            raise RestoreError(f"restore.{exc}") from None
+        object.__setattr__(self, "overlap", overlap)  # frozen: store the resolved value
         if self.device is not None and not str(self.device).startswith(("cpu", "cuda")):
             raise RestoreError(f"restore.device must be None, 'cpu' or 'cuda[:N]', got {self.device!r}")
 
@@ -101,6 +113,8 @@ class RestoreResult:
     device: str
     precision: str
     model: str  # 'archive' or 'base'
+    max_seq_len: int | None = None
+    overlap: int = 0
 
 
 def _first_line(exc: BaseException) -> str:
@@ -208,13 +222,16 @@ def restore_archive(
     progress: bool = True,
     which: str = "archive",
     lossless: bool | None = None,
+    overlap: int | None = None,
 ) -> RestoreResult:
     """Verify ``archive`` and write its restored video (or PNG frames) to ``output``.
 
-    Device, precision and chunk length default to the archive's restore settings (``device=None``
-    there means CUDA when available). ``which='base'`` restores with the base checkpoint alone (for
-    comparisons). ``lossless`` overrides the archive's output setting. The result keeps the source's
-    frame count, size and frame rate (checked).
+    Device, precision, chunk length and overlap default to the archive's restore settings
+    (``device=None`` there means CUDA when available; a manifest without ``overlap`` means 0). With
+    a ``max_seq_len`` other than the archive's and no ``overlap``, the overlap is the default for
+    that length (``min(3, max_seq_len // 4)``). ``which='base'`` restores with the base checkpoint
+    alone (for comparisons). ``lossless`` overrides the archive's output setting. The result keeps
+    the source's frame count, size and frame rate (checked).
     """
     from basicvsr_archival.apis.inference import InferenceError, read_frame_source, resolve_device
     from basicvsr_archival.apis.inference import restore_video_frames as restore_frames
@@ -225,17 +242,22 @@ def restore_archive(
     with open_archive(src) as (manifest, folder):
         where = str(src)
         _check_output(out, [src, folder], overwrite)
-        settings = RestoreSettings.from_dict(manifest["settings"]["restore"])
+        # manifests from before chunk overlap existed were restored without it: keep their output
+        settings = RestoreSettings.from_dict({"overlap": 0, **manifest["settings"]["restore"]})
         source = manifest["source"]
         fps = Fraction(str(source["fps"]))
         want = (int(source["num_frames"]), int(source["width"]), int(source["height"]))
         prec = precision or settings.precision
         seq = max_seq_len if max_seq_len is not None else settings.max_seq_len
+        if overlap is None:
+            overlap = settings.overlap if seq == settings.max_seq_len else default_overlap(seq)
         try:
             dev = resolve_device(device if device is not None else settings.device)
             model = load_archive_model(manifest, folder, where, base_checkpoint, which)
             lr = read_frame_source(folder / member_of(manifest, "lr_bitstream", where))
-            frames = restore_frames(model, lr, max_seq_len=seq, device=dev, precision=prec, progress=progress)
+            frames = restore_frames(
+                model, lr, max_seq_len=seq, device=dev, precision=prec, progress=progress, overlap=overlap
+            )
             if out.suffix.lower() in VIDEO_SUFFIXES:
                 count, size = _write_video(frames, out, fps, settings, lossless, source, folder, overwrite)
             else:
@@ -248,7 +270,7 @@ def restore_archive(
             f"expected {want[0]} of {want[1]}x{want[2]}"
         )
     seconds = time.perf_counter() - t0
-    return RestoreResult(out, count, size[0], size[1], fps, seconds, str(dev), prec, which)
+    return RestoreResult(out, count, size[0], size[1], fps, seconds, str(dev), prec, which, seq, overlap)
 
 
 def _write_video(

@@ -150,3 +150,46 @@ def test_restore_settings_layout():
     assert s.to_dict()["output"]["crf"] == 20 and RestoreSettings.from_dict(s.to_dict()) == s
     with pytest.raises(RestoreError, match="precision"):
         RestoreSettings(precision="int4")
+
+
+def test_restore_settings_overlap():
+    assert RestoreSettings().overlap == 3 and RestoreSettings().to_dict()["overlap"] == 3  # resolved
+    auto = [RestoreSettings.from_dict({"max_seq_len": n}).overlap for n in (None, 3, 4, 8, 30)]
+    assert auto == [0, 0, 1, 2, 3]  # min(3, max_seq_len // 4): the number is what a manifest records
+    s = RestoreSettings.from_dict({"max_seq_len": 9, "overlap": 4})
+    assert s.overlap == 4 and RestoreSettings.from_dict(s.to_dict()) == s
+    for bad in ({"max_seq_len": 8, "overlap": 4}, {"max_seq_len": None, "overlap": 1}, {"overlap": -1}):
+        with pytest.raises(RestoreError, match=r"restore\.overlap"):
+            RestoreSettings.from_dict(bad)
+
+
+def test_restore_overlap_from_manifest_option_and_legacy_manifests(archives, tmp_path, capsys):
+    base = archives["base"]
+    manifest = package.verify_archive(archives["dir"]).manifest
+    assert manifest["settings"]["restore"]["overlap"] == 1  # max_seq_len 4 -> the default recorded
+    default = restore_archive(archives["dir"], tmp_path / "d.mkv", base_checkpoint=base, progress=False)
+    assert (default.max_seq_len, default.overlap) == (4, 1)
+    plain = restore_archive(
+        archives["dir"], tmp_path / "p.mkv", base_checkpoint=base, overlap=0, progress=False
+    )
+    assert plain.overlap == 0
+    # an archive written before `overlap` existed: its manifest has no such key -> restored without overlap
+    legacy = tmp_path / "legacy.archive"
+    shutil.copytree(archives["dir"], legacy)
+    del manifest["settings"]["restore"]["overlap"]
+    (legacy / package.MANIFEST_NAME).write_bytes(package.dump_manifest(manifest))
+    old = restore_archive(legacy, tmp_path / "l.mkv", base_checkpoint=base, progress=False)
+    assert old.overlap == 0 and old.output.read_bytes() == plain.output.read_bytes()
+    argv = [
+        str(archives["dir"]),
+        "-o",
+        str(tmp_path / "t.mkv"),
+        "--base-checkpoint",
+        str(base),
+        "--no-progress",
+    ]
+    assert run_cli(_tool("restore").main, [*argv, "--max-seq-len", "3"]) == 0
+    assert "chunks of 3, overlap 0" in capsys.readouterr().out  # another length: its own default
+    assert run_cli(_tool("restore").main, [*argv, "--overlap", "2", "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "2 * overlap < max_seq_len" in err and "\n" not in err

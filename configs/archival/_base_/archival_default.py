@@ -15,7 +15,9 @@ An archive job (``tools/archive.py CONFIG VIDEO -o ARCHIVE``) reads these top-le
 * ``storage``: the model member: ``mode`` full | delta | auto (delta iff a base exists), ``dtype``
   fp32 | fp16 | int8 (per-tensor scale, for deltas), ``compression`` none | zlib | lzma, ``level``;
 * ``restore``: ``device`` (None = CUDA if available), ``precision`` fp32 | fp16 (CUDA) | bf16,
-  ``max_seq_len`` (fixed chunk length: bounded memory, reproducible output), and ``output``:
+  ``max_seq_len`` (fixed chunk length: bounded memory, reproducible output), ``overlap`` (context
+  frames on each side of a chunk so chunk borders do not show; None = ``min(3, max_seq_len // 4)``,
+  recorded as a number in the manifest), and ``output``:
   ``lossless`` (libx264rgb CRF 0, or FFV1 in .mkv with ``codec='ffv1'``) or a CRF encode.
 """
 
@@ -72,5 +74,6 @@ restore = dict(
     device=None,
     precision="fp32",
     max_seq_len=30,
+    overlap=None,
     output=dict(lossless=True, codec="libx264", crf=18, preset="medium", pix_fmt="yuv420p"),
 )

@@ -1,0 +1,75 @@
+"""Quick-start study: archive -> restore -> report of the generated sample, in a few CPU minutes.
+
+The README's quick start runs it on the clips of ``tools/make_sample_video.py`` (no downloads)::
+
+    python tools/make_sample_video.py results/sample.mkv --base results/sample_base.mkv
+    python tools/archival_study.py configs/archival/study_quickstart.py results/sample.mkv \\
+        -o results/quickstart --threads 1 --cfg-options study.base_pretrain.video=results/sample_base.mkv
+
+What it measures, per CRF of the x2 ladder: the full-resolution encode, LR + bicubic, LR + base SR
+and LR + fine-tuned SR (bytes, PSNR / SSIM / VMAF, seconds), BD-rates and the storage-cost
+break-even, with ``tiny_ci``'s c8n1 BasicVSR++ (1.67M parameters, most of them the frozen SPyNet):
+
+* base model: trained from scratch on *another* clip (``study.base_pretrain.video``, the sample's
+  ``--base`` clip: same kind of content, other seed) for ``base_pretrain.finetune.max_iters``
+  iterations, everything but SPyNet and the deformable alignment;
+* per-video model: the base fine-tuned on each point's decoded LR stream for ``finetune.max_iters``
+  iterations, only the propagation branches, feature extraction and reconstruction
+  (``conv_hr`` and ``upsample1`` stay frozen too), so the archive stores a small int8 delta;
+* budgets are iteration counts (the same numbers on every machine); ``max_seconds`` only caps a
+  very slow machine. ``--threads 1``: with 2 shared cores one torch thread is the fastest.
+
+The numbers say little about real footage (the model is tiny and barely trained, the clip 1.2 s
+long, so a per-video model cannot pay for itself); ``study_default.py`` is the real study.
+"""
+
+_base_ = ["./tiny_ci.py"]
+
+finetune = dict(
+    max_iters=30,
+    max_seconds=120.0,
+    clip_length=2,
+    patch_size=128,
+    lr=2e-3,
+    lr_schedule="cosine",
+    eta_min_ratio=0.1,
+    frozen=("spynet", "deform_align", "conv_hr", "upsample1"),
+    eval_frames=0,
+    checkpoint_interval=1000,
+    log_interval=10,
+)
+restore = dict(max_seq_len=24)  # the whole sample (24 frames) in one chunk
+
+study = dict(
+    scales=[2],
+    crfs=[18, 25, 32],
+    variants=["full", "bicubic", "sr_base", "sr_finetuned"],
+    vmaf=True,
+    crop_multiple=None,
+    keep_videos=False,
+    bd_method="pchip",
+    base_pretrain=dict(
+        video=None,  # set on the command line: study.base_pretrain.video=results/sample_base.mkv
+        crf=None,  # the base is trained on that clip's LR encode at codec.crf (23)
+        finetune=dict(max_iters=100, max_seconds=300.0, frozen=("spynet", "deform_align")),
+    ),
+)
+
+tco = dict(
+    horizon_days=365.0,
+    cluster_size=1,
+    model_shared_by=None,
+    original_crf=18,
+    scale=None,
+    match="crf",
+    match_tolerance=0.0,
+    interval_days=(1.0, 3650.0, 41),
+    cpu_usd_per_hour=0.085,
+)
+
+cost = dict(
+    tiers={"Frequent": [0.021, 0.0], "Infrequent": [0.0125, 0.01], "Archive": [0.004, 0.03]},
+    gpu_usd_per_hour=0.302,
+    gb="SI",
+    days_per_month=30.0,
+)
