@@ -167,3 +167,21 @@ def test_fused_flow_guided_alignment_matches_pure_path(channels_last):
     assert fused.is_contiguous(memory_format=fmt)
     assert (fused - pure).abs().max().item() < 1e-4
     assert pure.abs().max().item() > 0.1  # non-trivial output
+
+
+def test_bf16_autocast_on_cpu_runs_and_stays_close_to_fp32():
+    # under autocast the offsets/masks come out of conv_offset in bf16 while the first aligned
+    # features are float32 zeros: the fused float32 kernel must not be handed bf16 buffers
+    torch.manual_seed(0)
+    model = BasicVSRPlusPlus(**TINY).eval()
+    for align in model.deform_align.values():
+        torch.nn.init.normal_(align.conv_offset[-1].weight, std=0.02)
+    lqs = _rand_lqs(1, 3, 64, 64, seed=5)
+    with torch.inference_mode():
+        ref = model(lqs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(lqs)
+    assert out.shape == ref.shape == (1, 3, 3, 256, 256)
+    assert torch.isfinite(out.float()).all()
+    mse = (out.float().clamp(0, 1) - ref.clamp(0, 1)).pow(2).mean().item()
+    assert 10 * torch.log10(torch.tensor(1.0 / mse)).item() > 30

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .cpu_fused import deform_conv_cpu_fused
+from .cpu_fused import deform_conv_cpu_fused, fused_cpu_ok
 from .cpu_kernel import load_cpu_kernel
 
 IMPLS = ("auto", "pure", "cpu_fused", "mmcv", "torchvision")
@@ -252,6 +252,8 @@ def modulated_deform_conv2d(
         t is not None and t.requires_grad for t in (x, offset, mask, weight, bias)
     )
     chosen = resolve_impl(impl, x, needs_grad, groups)
+    if chosen == "cpu_fused" and not fused_cpu_ok(x, offset, mask, weight, bias):
+        chosen = "pure"  # e.g. bf16 offsets from an autocast conv_offset beside a float32 x
     if chosen == "cpu_fused":
         return deform_conv_cpu_fused(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
     if chosen in _EXTERNAL:
