@@ -192,23 +192,17 @@ def render_sample(
     if path.exists() and not path.is_file():
         raise SampleVideoError(f"{path}: exists and is not a file")
     graph = filter_graph(pattern, width, height, rate, seed, frames)
-    enc = ["-c:v", "ffv1", "-level", "3"] if chosen == "ffv1" else ["-c:v", "libx264", "-qp", "0"]
+    enc = ["-c:v", "ffv1", "-level", "3"]
     if chosen == "x264":
-        enc += ["-preset", "veryfast", "-threads", "1"]  # one thread: the same bytes on every machine
+        enc = ["-c:v", "libx264", "-qp", "0", "-preset", "veryfast"]
+    # one encoder thread and bit-exact muxing: the same arguments give the same bytes on any machine
+    enc += ["-threads", "1", "-pix_fmt", "yuv420p", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         args = ["-y", "-f", "lavfi", "-i", graph, "-frames:v", str(frames), "-an", *enc]
-        args += [
-            "-pix_fmt",
-            "yuv420p",
-            "-fflags",
-            "+bitexact",
-            "-flags:v",
-            "+bitexact",
-        ]  # same bytes each run
         args += ["-fps_mode", "passthrough", str(tmp)]
         run_ffmpeg(args, f"writing the sample video {path}")
         os.chmod(tmp, 0o644)

@@ -27,6 +27,8 @@ except ImportError:  # run from a checkout that is not installed: use the repo r
 
 from mmengine.config import DictAction
 
+from basicvsr_archival.utils.cli import guarded_main
+
 DEFAULT_NUM_FRAMES = 10  # = basicvsr_archival.apis.onnx_export.DEFAULT_NUM_FRAMES (imported lazily)
 DEFAULT_OPSET = 18
 
@@ -248,23 +250,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 error, 2 bad arguments via argparse)."""
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:
-        if args.debug:
-            raise
-        from basicvsr_archival.apis import InferenceError
-
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        text = lines[0] if lines else ""
-        if not isinstance(err, InferenceError):  # unexpected: name the kind of failure
-            text = f"{type(err).__name__}: {text} (rerun with --debug for the traceback)"
-        print(f"error: {text}", file=sys.stderr)
-        return 1
+    return guarded_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ break-even, with ``tiny_ci``'s c8n1 BasicVSR++ (1.67M parameters, most of them t
   ``--base`` clip: same kind of content, other seed) for ``base_pretrain.finetune.max_iters``
   iterations, everything but SPyNet and the deformable alignment;
 * per-video model: the base fine-tuned on each point's decoded LR stream for ``finetune.max_iters``
-  iterations, only the propagation branches, feature extraction and reconstruction
+  iterations: only the propagation branches, feature extraction, reconstruction and conv_last
   (``conv_hr`` and ``upsample1`` stay frozen too), so the archive stores a small int8 delta;
 * budgets are iteration counts (the same numbers on every machine); ``max_seconds`` only caps a
   very slow machine. ``--threads 1``: with 2 shared cores one torch thread is the fastest.
 
-The numbers say little about real footage (the model is tiny and barely trained, the clip 1.2 s
-long, so a per-video model cannot pay for itself); ``study_default.py`` is the real study.
+About 190 CPU-seconds in all (24 frames of 256x144: 3 fine-tunings, 6 SR restores, 12 VMAF runs).
+The numbers say little about real footage (the model is tiny and barely trained, the clip about a
+second long, so a per-video model cannot pay for itself); ``study_default.py`` is the real study.
 """
 
 _base_ = ["./tiny_ci.py"]
