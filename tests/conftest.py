@@ -26,3 +26,38 @@ def reds_demo_dir(shared_dir: Path) -> Path:
 def repo_root() -> Path:
     """Root of this repository."""
     return REPO_ROOT
+
+
+def _lively_tiny_model(perturb_offsets: bool = True):
+    """Tiny c8n1 with seeded weights whose alignment matters: ~1 px flows, 10x DCN and reconstruction input.
+
+    Random SPyNet weights give ~45 px flows and barely visible offsets; scaling SPyNet's last convs
+    down and the deformable convolutions / reconstruction input up (and perturbing the offset heads
+    with ``perturb_offsets``) makes the output depend on the offsets well above 1e-3.
+    """
+    import torch
+
+    from basicvsr_archival.apis import init_model
+
+    torch.manual_seed(0)
+    model = init_model(
+        Path(__file__).resolve().parents[1] / "configs" / "tiny_basicvsrpp_c8n1.py", None, "cpu"
+    )
+    net = model.generator
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for level in net.spynet.basic_module:
+            level.basic_module[-1].conv.weight.mul_(0.05)
+        for align in net.deform_align.values():
+            align.weight.mul_(10)
+            if perturb_offsets:
+                align.conv_offset[-1].weight.normal_(0, 0.05, generator=gen)
+                align.conv_offset[-1].bias.normal_(0, 0.05, generator=gen)
+        net.reconstruction.main[0].weight.mul_(10)
+    return model
+
+
+@pytest.fixture(scope="session")
+def lively_tiny_model():
+    """Factory of the 'lively' tiny model of the ONNX tests: ``lively_tiny_model(perturb_offsets=True)``."""
+    return _lively_tiny_model

@@ -22,7 +22,6 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from basicvsr_archival.apis import init_model
 from basicvsr_archival.apis.onnx_export import (
     OnnxExportError,
     export_onnx,
@@ -39,25 +38,6 @@ from basicvsr_archival.models.ops import ModulatedDeformConv2d
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny_basicvsrpp_c8n1.py"
 TOL = 1e-3  # the issue's criterion: ONNX output within 1e-3 of PyTorch's on real frames
-
-
-def lively_tiny_model(perturb_offsets: bool = True) -> torch.nn.Module:
-    """The tiny c8n1 model with seeded random weights whose alignment matters (module docstring)."""
-    torch.manual_seed(0)
-    model = init_model(TINY_CONFIG, None, "cpu")
-    net = model.generator
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for level in net.spynet.basic_module:
-            level.basic_module[-1].conv.weight.mul_(0.05)
-        for align in net.deform_align.values():
-            align.weight.mul_(10)
-            if perturb_offsets:
-                last = align.conv_offset[-1]
-                last.weight.normal_(0, 0.05, generator=gen)
-                last.bias.normal_(0, 0.05, generator=gen)
-        net.reconstruction.main[0].weight.mul_(10)
-    return model
 
 
 def real_clip(reds_demo_dir: Path, num_frames: int, top: int, left: int, h: int, w: int) -> torch.Tensor:
@@ -79,7 +59,7 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
+def model(lively_tiny_model) -> torch.nn.Module:
     """The lively tiny model (shared, not modified by the tests)."""
     return lively_tiny_model()
 
@@ -97,7 +77,7 @@ def fixed_export(model, clip, tmp_path_factory):
     return export_onnx(model, out, num_frames=3, dynamic_hw=False, verify_frames=clip)
 
 
-def test_export_matches_pytorch_on_real_frames(model, clip, fixed_export):
+def test_export_matches_pytorch_on_real_frames(model, clip, fixed_export, lively_tiny_model):
     """The ONNX output has the right shape and is within 1e-3 of PyTorch's (and would notice a broken DCN)."""
     res = fixed_export
     assert (res.num_frames, res.height, res.width, res.dynamic_hw) == (3, 64, 96, False)

@@ -20,7 +20,6 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from basicvsr_archival.apis import init_model
 from basicvsr_archival.apis.onnx_export import (
     OnnxExportError,
     frames_to_tensor,
@@ -43,24 +42,6 @@ def _tool():
     return module
 
 
-def lively_tiny_model(perturb_offsets: bool = True) -> torch.nn.Module:
-    """Tiny c8n1 with seeded weights: ~1 px flows, 10x DCN and reconstruction input, perturbed offsets."""
-    torch.manual_seed(0)
-    model = init_model(TINY_CONFIG, None, "cpu")
-    net = model.generator
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for level in net.spynet.basic_module:
-            level.basic_module[-1].conv.weight.mul_(0.05)
-        for align in net.deform_align.values():
-            align.weight.mul_(10)
-            if perturb_offsets:
-                align.conv_offset[-1].weight.normal_(0, 0.05, generator=gen)
-                align.conv_offset[-1].bias.normal_(0, 0.05, generator=gen)
-        net.reconstruction.main[0].weight.mul_(10)
-    return model
-
-
 def real_frames(reds_demo_dir: Path, top: int, left: int, h: int, w: int) -> list:
     """The first T REDS demo frames (RGB uint8) cropped to h x w."""
     files = sorted(reds_demo_dir.glob("*.png"))[:T]
@@ -79,7 +60,7 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
+def model(lively_tiny_model) -> torch.nn.Module:
     """The lively tiny model (shared, not modified by the tests)."""
     return lively_tiny_model()
 
@@ -125,7 +106,7 @@ def test_cli_exports_and_verifies_on_real_frames(cli_export, model, reds_demo_di
     assert float((got - ref).abs().max()) <= TOL
 
 
-def test_dynamic_onnx_second_size(cli_export, model, reds_demo_dir):
+def test_dynamic_onnx_second_size(cli_export, model, reds_demo_dir, lively_tiny_model):
     """The same file on 72x100 real frames (not a multiple of 32): right shape, within 1e-3, sensitive."""
     clip = frames_to_tensor(real_frames(reds_demo_dir, 60, 150, 72, 100))
     got = torch.from_numpy(run_onnx(cli_export["out"], clip))
