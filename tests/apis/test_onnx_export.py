@@ -50,12 +50,9 @@ def real_clip(reds_demo_dir: Path, num_frames: int, top: int, left: int, h: int,
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded (PyTorch and onnxruntime)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """This module runs single-threaded (``one_torch_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,9 @@
 """Fixtures shared by the archival tests."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every archival test module runs single-threaded (``one_torch_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(n)

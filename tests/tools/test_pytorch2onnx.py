@@ -51,12 +51,9 @@ def real_frames(reds_demo_dir: Path, top: int, left: int, h: int, w: int) -> lis
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores run fastest, and steadiest, single-threaded (PyTorch and onnxruntime)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """This module runs single-threaded (``one_torch_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
