@@ -49,6 +49,7 @@ from basicvsr_archival.models.ops.fast_conv import (
     preferred_memory_format,
 )
 from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl
+from basicvsr_archival.utils.memory import tune_malloc
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEMO_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "reds_demo_000"
@@ -233,6 +234,8 @@ def build_network(args: argparse.Namespace, device: torch.device) -> torch.nn.Mo
         for align in model.deform_align.values():
             last = align.conv_offset[-1]
             last.weight.data.copy_(torch.randn(last.weight.shape, generator=gen) * 0.02)
+    if device.type == "cpu":
+        tune_malloc()  # as init_model does (BASICVSR_MALLOC_TUNE=0 to measure without)
     return model.to(device).eval()
 
 
@@ -309,7 +312,7 @@ def main() -> None:
         "--conv",
         nargs="+",
         default=["auto"],
-        choices=("auto", "native"),
+        choices=("auto", "native", "nnpack", "winograd"),
         help="convolution implementations to time (BASICVSR_CONV_IMPL; 'native' = F.conv2d); "
         "the PSNR of each run is printed against the first fp32 run",
     )

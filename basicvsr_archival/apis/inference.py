@@ -43,6 +43,7 @@ from basicvsr_archival.utils.ffmpeg import (
     iter_video_frames,
     probe_video,
 )
+from basicvsr_archival.utils.memory import tune_malloc
 
 from .streaming import (
     OverlapError,
@@ -213,6 +214,8 @@ def init_model(
         channels_last = preferred_memory_format(dev) == torch.channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if dev.type == "cpu":
+        tune_malloc()  # reuse freed activations instead of faulting in fresh pages (utils/memory.py)
     model.eval()
     return model
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops.fast_conv import Conv2d
+from .ops.fast_conv import Conv2d, run_sequential
 
 
 def _scaled_kaiming_init_(conv: nn.Conv2d, scale: float) -> None:
@@ -53,9 +53,10 @@ class ResidualBlockNoBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the residual block to ``x`` of shape ``(b, c, h, w)``."""
+        if self.res_scale == 1.0:  # one fused call per conv on the fast CPU path (else the same ops)
+            return self.conv2.forward_fused(self.conv1.forward_fused(x, "relu"), residual=x)
         out = self.conv2(self.relu(self.conv1(x)))
-        if self.res_scale != 1.0:
-            out = out * self.res_scale
+        out = out * self.res_scale
         # in place on the fresh conv output (its backward does not need it): saves an allocation
         out += x
         return out
@@ -83,7 +84,7 @@ class ResidualBlocksWithInputConv(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """Apply the input convolution and the residual blocks to ``feat`` ``(b, c_in, h, w)``."""
-        return self.main(feat)
+        return run_sequential(self.main, feat)
 
 
 class PixelShufflePack(nn.Module):
@@ -120,6 +121,16 @@ class PixelShufflePack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` ``(b, c_in, h, w)`` to ``(b, c_out, s*h, s*w)``."""
         return F.pixel_shuffle(self.upsample_conv(x), self.scale_factor)
+
+    def forward_act(
+        self, x: torch.Tensor, act: str, slope: float = 0.1, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``act(self(x))``: activation (it commutes with the shuffle) and shuffle fused into the conv.
+
+        ``out``: a spent tensor of the result's shape the fast path may write into
+        (see ``Conv2d.forward_fused``).
+        """
+        return self.upsample_conv.forward_fused(x, act, slope, shuffle=self.scale_factor, out=out)
 
 
 def flow_warp(

@@ -1,28 +1,31 @@
-"""``Conv2d``: ``nn.Conv2d`` with faster CPU float32 inference paths (NNPACK, GEMM + shifted adds).
+"""``Conv2d``: ``nn.Conv2d`` with faster CPU float32 inference paths (Winograd, NNPACK, GEMM + shifts).
 
 On CPUs without AVX-512/AMX (oneDNN has no Winograd kernels for AVX2), a direct 3x3 convolution
-runs near the FMA peak, so the only way to go faster is fewer multiplications. NNPACK, which
-PyTorch's CPU wheels ship, has
+runs near the FMA peak, so the only way to go faster is fewer multiplications:
 
-- Winograd F(6x6, 3x3) for 3x3 kernels (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-  Networks", CVPR 2016, eq. 7: ``Y = A^T [(G g G^T) * (B^T d B)] A`` on 8x8 input tiles), which
-  needs 5.06x fewer multiplications than the direct form (36 * 9 / 64), and
-- FFT 16x16 for larger kernels (SPyNet's 7x7), exact up to float32 rounding.
+- the project's Winograd F(4x4, 3x3) C kernel (:mod:`.winograd`; Lavin & Gray, "Fast Algorithms
+  for Convolutional Neural Networks", CVPR 2016, eq. 7: ``Y = A^T [(G g G^T) * (B^T d B)] A`` on
+  6x6 input tiles, 4x fewer multiplications) for every 'same' 3x3 layer with at least 16 outputs,
+  in either layout, with the following ReLU/LeakyReLU, residual add and pixel shuffle fused into
+  its store (:meth:`Conv2d.forward_fused`, :func:`run_sequential`);
+- NNPACK's FFT 16x16 for larger kernels (SPyNet's 7x7), exact up to float32 rounding, and its
+  Winograd F(6x6, 3x3) under ``BASICVSR_CONV_IMPL=nnpack``.
 
 Layers with few output channels (``conv_last``, 64->3 at 720p) are memory-bound instead; for them
 one GEMM over all taps plus shifted adds reads the input once (:func:`_gemm_shift_conv`).
 
 Measured on a 2-core AVX2 EPYC (``python benchmarks/bench_inference.py --conv-only`` prints it per
-layer shape): 1.4-2x faster for BasicVSR++'s 3x3 layers and 2.4-4x for SPyNet's 7x7 ones than
-oneDNN's direct NHWC kernels; the whole c64n7 network 7.6 -> 6.0 s per 720p frame. Winograd costs
-some accuracy, about 1e-5 relative error per layer instead of ~1e-7 (c64n7 output max |diff|
-5e-6 against the direct convolutions on real frames; the benchmark prints the PSNR), so these
-paths serve inference only and can be switched off.
+layer shape): a 64->64 3x3 layer at 180x320 takes 10-13 ms (Winograd, NHWC) vs 20 ms (NNPACK) and
+27 ms (oneDNN direct); the whole c64n7 network 6.7 s (oneDNN) -> 4.0 s per 720p frame. Winograd
+costs some accuracy, about 1e-5 relative error per layer instead of ~1e-7 (c64n7 output max
+|diff| ~5e-6 against the direct convolutions; the benchmark prints the PSNR), so these paths serve
+inference only and can be switched off.
 
 Selection (``BASICVSR_CONV_IMPL``): ``'auto'`` (default) takes a fast path where it applies and
 measured faster (see :func:`fast_path`), ``'native'`` always calls ``F.conv2d`` (oneDNN),
-``'nnpack'`` takes NNPACK wherever it applies. The choice is made per call from the inputs, never
-stored in the module: parameters and state dicts are those of ``nn.Conv2d``.
+``'nnpack'`` takes NNPACK wherever it applies, ``'winograd'`` only the Winograd kernel. The choice
+is made per call from the inputs, never stored in the module: parameters and state dicts are those
+of ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-CONV_IMPLS = ("auto", "native", "nnpack")
+from .winograd import output_format, winograd_available, winograd_conv3x3
+
+CONV_IMPLS = ("auto", "native", "nnpack", "winograd")
 _ENV = "BASICVSR_CONV_IMPL"
 
 
@@ -68,14 +73,15 @@ def nnpack_works() -> bool:
 
 
 def fast_path(conv: nn.Conv2d, x: Tensor, impl: str) -> str | None:
-    """The fast CPU path of this call of ``conv`` on ``x`` under ``impl``: 'nnpack', 'gemm' or None.
+    """The fast CPU path of this call of ``conv`` on ``x`` under ``impl``: 'winograd'/'nnpack'/'gemm'/None.
 
     Both need float32 CPU inference (no autograd, not tracing/exporting/compiling), a 4-D input,
-    stride 1, dilation 1, groups 1 and zero padding of at most ``kernel // 2``. ``impl='nnpack'``
-    takes NNPACK wherever that holds. ``'auto'`` only where it measured faster than oneDNN, on NCHW
-    inputs (an NHWC one would need a copy): NNPACK for 3x3 kernels with at least 16 outputs and for
-    larger kernels, and 'gemm' (:func:`_gemm_shift_conv`) for 'same' 3x3 layers with fewer outputs
-    (the 64->3 ``conv_last`` at 720p: 106 ms vs 220 ms direct).
+    stride 1, dilation 1, groups 1 and zero padding of at most ``kernel // 2``. ``'auto'`` and
+    ``'winograd'`` take the Winograd kernel (:mod:`.winograd`, either layout) for 'same' 3x3 layers
+    with at least 16 outputs; ``impl='nnpack'`` takes NNPACK wherever it applies. ``'auto'`` else
+    only where it measured faster than oneDNN, on NCHW inputs (an NHWC one would need a copy):
+    NNPACK for larger kernels (SPyNet's 7x7), and 'gemm' (:func:`_gemm_shift_conv`) for 'same' 3x3
+    layers with fewer outputs (the 64->3 ``conv_last`` at 720p: 106 ms vs 220 ms direct).
     """
     if impl == "native":
         return None
@@ -92,6 +98,11 @@ def fast_path(conv: nn.Conv2d, x: Tensor, impl: str) -> str | None:
     if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
         return None
     if not isinstance(conv.padding, tuple) or conv.padding[0] > kh // 2 or conv.padding[1] > kw // 2:
+        return None
+    winograd_fits = (kh, kw) == (3, 3) and conv.padding == (1, 1) and conv.out_channels >= 16
+    if winograd_fits and impl in ("auto", "winograd") and winograd_available():
+        return "winograd"
+    if impl == "winograd":
         return None
     if impl == "auto":
         if not x.is_contiguous():
@@ -191,21 +202,82 @@ class Conv2d(nn.Conv2d):
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """Convolve ``input`` (n, c_in, h, w) on the fast path that applies, else as ``nn.Conv2d``."""
         path = fast_path(self, input, conv_impl())
+        if path == "winograd":
+            return winograd_conv3x3(input, weight, bias)
         if path == "nnpack":
             return _nnpack_conv(input, weight, bias, self.padding)
         if path == "gemm":
             return _gemm_shift_conv(input, weight, bias)
         return super()._conv_forward(input, weight, bias)
 
+    def forward_fused(
+        self,
+        x: Tensor,
+        act: str | None = None,
+        slope: float = 0.1,
+        residual: Tensor | None = None,
+        shuffle: int = 1,
+        out: Tensor | None = None,
+    ) -> Tensor:
+        """``pixel_shuffle(act(self(x)), shuffle) + residual``, one fused call on the Winograd path.
+
+        ``act``: None, 'relu' or 'lrelu' (negative slope ``slope``). ``out``: a spent tensor of the
+        result's shape and layout the fast path may write into (saves fresh pages for big frames);
+        ignored elsewhere. Elsewhere (training, other devices, dtypes) the steps run as separate
+        ops, so results and gradients equal those of the unfused modules.
+        """
+        if fast_path(self, x, conv_impl()) == "winograd" and (residual is None or not residual.requires_grad):
+            n, _, h, w = x.shape
+            shape = (n, self.out_channels // (shuffle * shuffle), h * shuffle, w * shuffle)
+            fmt = output_format(x, self.weight)
+            if out is not None and (tuple(out.shape) != shape or not out.is_contiguous(memory_format=fmt)):
+                out = None
+            return winograd_conv3x3(
+                x, self.weight, self.bias, act=act, slope=slope, residual=residual, shuffle=shuffle, out=out
+            )
+        out = self(x)
+        if act == "relu":
+            out = F.relu(out, inplace=True)
+        elif act == "lrelu":
+            out = F.leaky_relu(out, slope, inplace=True)
+        elif act is not None:
+            raise ValueError(f"act={act!r}: use None, 'relu' or 'lrelu'")
+        if shuffle > 1:
+            out = F.pixel_shuffle(out, shuffle)
+        if residual is None:
+            return out
+        # in place on the fresh conv output (its backward does not need it); ReLU's backward needs its result
+        return out.add_(residual) if act is None and shuffle == 1 else out + residual
+
+
+def run_sequential(seq: nn.Sequential, x: Tensor) -> Tensor:
+    """``seq(x)``, with each ``Conv2d`` followed by a ``ReLU``/``LeakyReLU`` run as one fused call."""
+    mods = list(seq)
+    i = 0
+    while i < len(mods):
+        mod = mods[i]
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(mod, Conv2d) and isinstance(nxt, nn.ReLU):
+            x, i = mod.forward_fused(x, "relu"), i + 2
+        elif isinstance(mod, Conv2d) and isinstance(nxt, nn.LeakyReLU):
+            x, i = mod.forward_fused(x, "lrelu", nxt.negative_slope), i + 2
+        else:
+            x, i = mod(x), i + 1
+    return x
+
 
 def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
     """Activation layout that runs BasicVSR++ inference fastest on ``device``.
 
-    NCHW on a CPU where NNPACK runs the convolutions (it takes NCHW; measured 5.9 s vs 6.9 s per
-    720p frame for c64n7 on a 2-core AVX2 EPYC), channels-last elsewhere (oneDNN's and cuDNN's
-    NHWC kernels; about 2x faster than NCHW on the CPU without NNPACK).
+    Channels-last on a CPU where the Winograd kernel builds (its loads and stores vectorise over
+    channels: c64n7 3.5-4.0 s per 720p frame vs 5.1 s in NCHW on a 2-core AVX2 EPYC) and on GPUs
+    (cuDNN's NHWC kernels); NCHW on a CPU without it where NNPACK runs (NNPACK takes NCHW: 5.9 s vs
+    6.9 s); channels-last elsewhere (oneDNN's NHWC kernels, about 2x faster than NCHW).
     """
-    if torch.device(device).type == "cpu" and conv_impl() != "native" and nnpack_works():
+    dev = torch.device(device)
+    if dev.type == "cpu" and conv_impl() in ("auto", "winograd") and winograd_available():
+        return torch.channels_last
+    if dev.type == "cpu" and conv_impl() != "native" and nnpack_works():
         return torch.contiguous_format
     return torch.channels_last
 

@@ -1,4 +1,4 @@
-"""``Conv2d`` with NNPACK dispatch: same numbers as ``F.conv2d``, same state dict, fallbacks."""
+"""``Conv2d`` with Winograd/NNPACK/GEMM dispatch: same numbers as ``F.conv2d``, same state dict, fallbacks."""
 
 import pytest
 import torch
@@ -6,7 +6,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicvsr_archival.models.ops import fast_conv
-from basicvsr_archival.models.ops.fast_conv import Conv2d, conv_impl, nnpack_applies, nnpack_works
+from basicvsr_archival.models.ops.fast_conv import (
+    Conv2d,
+    conv_impl,
+    nnpack_applies,
+    nnpack_works,
+    run_sequential,
+)
+from basicvsr_archival.models.ops.winograd import winograd_available
 
 needs_nnpack = pytest.mark.skipif(not nnpack_works(), reason="NNPACK unavailable in this torch build")
 
@@ -43,15 +50,21 @@ def test_nnpack_matches_direct_convolution(monkeypatch, cin, cout, k, n):
 def test_auto_choices(monkeypatch):
     monkeypatch.setenv("BASICVSR_CONV_IMPL", "auto")
     x = torch.randn(1, 64, 16, 16)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    wino = "winograd" if winograd_available() else "nnpack"
     with torch.no_grad():
-        assert nnpack_applies(_conv(64, 64, 3), x, "auto")
+        assert fast_conv.fast_path(_conv(64, 64, 3), x, "auto") == wino  # 'same' 3x3, >= 16 outputs
+        assert fast_conv.fast_path(_conv(64, 64, 3), x_cl, "auto") == (wino if wino == "winograd" else None)
         assert fast_conv.fast_path(_conv(64, 3, 3), x, "auto") == "gemm"  # few outputs: GEMM + shifts
-        assert not nnpack_applies(_conv(64, 64, 3), x.contiguous(memory_format=torch.channels_last), "auto")
-        assert not nnpack_applies(_conv(64, 64, 3), x.double(), "auto")
-        assert not nnpack_applies(Conv2d(64, 64, 3, 2, 1), x, "auto")  # strided
-        assert not nnpack_applies(_conv(64, 64, 3), x, "native")
+        assert fast_conv.fast_path(_conv(64, 16, 7), x, "auto") == "nnpack"  # SPyNet's 7x7: FFT
+        assert fast_conv.fast_path(_conv(64, 16, 7), x_cl, "auto") is None  # NNPACK takes NCHW only
+        assert fast_conv.fast_path(_conv(64, 64, 3), x, "nnpack") == "nnpack"
+        assert fast_conv.fast_path(_conv(64, 16, 7), x, "winograd") is None
+        assert fast_conv.fast_path(_conv(64, 64, 3), x.double(), "auto") is None
+        assert fast_conv.fast_path(Conv2d(64, 64, 3, 2, 1), x, "auto") is None  # strided
+        assert fast_conv.fast_path(_conv(64, 64, 3), x, "native") is None
     # training: autograd needs the native op
-    assert not nnpack_applies(_conv(64, 64, 3), x.requires_grad_(), "auto")
+    assert fast_conv.fast_path(_conv(64, 64, 3), x.requires_grad_(), "auto") is None
 
 
 def test_training_gradients_flow_through_native_path():
@@ -95,3 +108,40 @@ def test_gemm_shift_path_matches_direct_convolution(monkeypatch, cout, n):
         ref = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
     assert got.shape == (n, cout, 29, 41)
     assert (got.double() - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("act", [None, "relu", "lrelu"])
+@pytest.mark.parametrize("shuffle", [1, 2])
+@pytest.mark.parametrize("impl", ["native", "auto"])
+def test_forward_fused_equals_the_unfused_modules(monkeypatch, act, shuffle, impl):
+    # fused call (Winograd under 'auto', separate ops under 'native') = conv, act, shuffle, + residual
+    monkeypatch.setenv("BASICVSR_CONV_IMPL", impl)
+    conv = _conv(16, 32, 3)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 16, 11, 14, generator=gen)
+    res = torch.randn(2, 32 // shuffle**2, 11 * shuffle, 14 * shuffle, generator=gen)
+    with torch.no_grad():
+        got = conv.forward_fused(x, act, 0.2, residual=res, shuffle=shuffle)
+        ref = F.conv2d(x, conv.weight, conv.bias, padding=1)
+        ref = {None: ref, "relu": F.relu(ref), "lrelu": F.leaky_relu(ref, 0.2)}[act]
+        ref = F.pixel_shuffle(ref, shuffle) + res
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max().item() < 1e-4
+
+
+def test_forward_fused_keeps_gradients():
+    conv = _conv(8, 16, 3).train()
+    x = torch.randn(1, 8, 9, 9, requires_grad=True)
+    res = torch.randn(1, 16, 9, 9, requires_grad=True)
+    conv.forward_fused(x, "relu", residual=res).square().mean().backward()
+    assert x.grad.abs().sum().item() > 0 and res.grad.abs().sum().item() > 0 and conv.weight.grad is not None
+
+
+def test_run_sequential_equals_the_sequential():
+    torch.manual_seed(6)
+    seq = nn.Sequential(
+        Conv2d(8, 16, 3, 1, 1), nn.LeakyReLU(0.1), Conv2d(16, 16, 3, 1, 1), nn.ReLU(), Conv2d(16, 24, 3, 1, 1)
+    ).eval()
+    x = torch.randn(1, 8, 13, 10)
+    with torch.no_grad():
+        assert (run_sequential(seq, x) - seq(x)).abs().max().item() < 1e-4
