@@ -347,11 +347,8 @@ class BasicVSRPlusPlus(nn.Module):
                     hr, "lrelu", slope, out=spent.get("up2")
                 )  # (n, 64, 4h', 4w')
             hr = spent["hr"] = self.conv_hr.forward_fused(hr, "lrelu", slope, out=spent.get("hr"))
-            hr = self.conv_last(hr)  # (n, 3, s*h, s*w)
-            if self.is_low_res_input:
-                hr += self.img_upsample(lqs[:, i])
-            else:
-                hr += lqs[:, i]
+            skip = self.img_upsample(lqs[:, i]) if self.is_low_res_input else lqs[:, i]
+            hr = self.conv_last.forward_fused(hr, residual=skip)  # (n, 3, s*h, s*w)
             outputs[:, i] = hr
             if cpu_cache:
                 torch.cuda.empty_cache()

@@ -18,6 +18,7 @@ through the transforms; the tests bound it), so this path serves inference only.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 
@@ -29,35 +30,51 @@ from .cpu_kernel import load_winograd_kernel
 
 ACTS = {None: 0, "relu": 1, "lrelu": 2}
 
-# G of F(4x4, 3x3) (Lavin & Gray, section 4.2; points 0, 1, -1, 2, -2, infinity)
-_G = (
-    (1 / 4, 0.0, 0.0),
-    (-1 / 6, -1 / 6, -1 / 6),
-    (-1 / 6, 1 / 6, -1 / 6),
-    (1 / 24, 1 / 12, 1 / 6),
-    (1 / 24, -1 / 12, 1 / 6),
-    (0.0, 0.0, 1.0),
-)
+# G of F(m x m, 3x3) by output tile size m: F(4x4, 3x3) (Lavin & Gray, section 4.2; points 0, 1,
+# -1, 2, -2, infinity) and F(6x6, 3x3) (points 0, 1, -1, 1/2, -1/2, 2, -2, infinity; NNPACK's)
+_G = {
+    4: (
+        (1 / 4, 0.0, 0.0),
+        (-1 / 6, -1 / 6, -1 / 6),
+        (-1 / 6, 1 / 6, -1 / 6),
+        (1 / 24, 1 / 12, 1 / 6),
+        (1 / 24, -1 / 12, 1 / 6),
+        (0.0, 0.0, 1.0),
+    ),
+    6: (
+        (1.0, 0.0, 0.0),
+        (-2 / 9, -2 / 9, -2 / 9),
+        (-2 / 9, 2 / 9, -2 / 9),
+        (1 / 90, 1 / 45, 2 / 45),
+        (1 / 90, -1 / 45, 2 / 45),
+        (32 / 45, 16 / 45, 8 / 45),
+        (32 / 45, -16 / 45, 8 / 45),
+        (0.0, 0.0, 1.0),
+    ),
+}
+TILES = tuple(_G)
+TILE_ENV = "BASICVSR_WINOGRAD_TILE"
 _TILE_BLOCK = 12  # tiles per block (4 x 48 output pixels): measured best or near it for 64..432 channels
 _TASKS_PER_WORKER = 4  # tile-row ranges per worker thread: evens out uneven thread speeds
 
-_cache: dict[tuple[int, int], tuple[weakref.ref, int, Tensor]] = {}
+_cache: dict[tuple[int, int, int], tuple[weakref.ref, int, Tensor]] = {}
 _cache_lock = threading.Lock()
 
 
-def transform_weight(weight: Tensor) -> Tensor:
-    """``U = G g G^T`` of a (c_out, c_in, 3, 3) weight as (36, c_in8, c_out16) float32, zero-padded.
+def transform_weight(weight: Tensor, tile: int = 4) -> Tensor:
+    """``U = G g G^T`` of a (c_out, c_in, 3, 3) weight as (a^2, c_in8, c_out16) float32, zero-padded.
 
-    Row ``i * 6 + j`` of the first axis is tile position (i, j); channels are padded to multiples
-    of 8 (inputs) and 16 (outputs, the GEMM's register block).
+    ``a = tile + 2``; row ``i * a + j`` of the first axis is tile position (i, j); channels are
+    padded to multiples of 8 (inputs) and 16 (outputs, the GEMM's register block).
     """
     c_out, c_in = weight.shape[:2]
-    g = torch.tensor(_G, dtype=torch.float64)
-    u = torch.einsum("ik,ockl,jl->ijco", g, weight.detach().double(), g)  # (6, 6, c_in, c_out)
+    g = torch.tensor(_G[tile], dtype=torch.float64)  # (a, 3)
+    a = g.shape[0]
+    u = torch.einsum("ik,ockl,jl->ijco", g, weight.detach().double(), g)  # (a, a, c_in, c_out)
     c_in8, c_out16 = -(-c_in // 8) * 8, -(-c_out // 16) * 16
-    padded = torch.zeros(6, 6, c_in8, c_out16, dtype=torch.float64)
+    padded = torch.zeros(a, a, c_in8, c_out16, dtype=torch.float64)
     padded[:, :, :c_in, :c_out] = u
-    return padded.reshape(36, c_in8, c_out16).float().contiguous()  # (36, c_in8, c_out16)
+    return padded.reshape(a * a, c_in8, c_out16).float().contiguous()  # (a^2, c_in8, c_out16)
 
 
 def _shuffle_order(t: Tensor, r: int) -> Tensor:
@@ -66,16 +83,16 @@ def _shuffle_order(t: Tensor, r: int) -> Tensor:
     return t.reshape(c_out // (r * r), r * r, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
 
 
-def _cached_transform(weight: Tensor, shuffle: int) -> Tensor:
+def _cached_transform(weight: Tensor, shuffle: int, tile: int) -> Tensor:
     """The transformed ``weight`` (shuffle-ordered), once per tensor and version (dropped with it)."""
-    key = (id(weight), shuffle)
+    key = (id(weight), shuffle, tile)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and hit[0]() is weight and hit[1] == weight._version:
             return hit[2]
-    u = transform_weight(_shuffle_order(weight.detach(), shuffle) if shuffle > 1 else weight)
+    u = transform_weight(_shuffle_order(weight.detach(), shuffle) if shuffle > 1 else weight, tile)
 
-    def drop(_ref: weakref.ref, key: tuple[int, int] = key) -> None:
+    def drop(_ref: weakref.ref, key: tuple[int, int, int] = key) -> None:
         with _cache_lock:
             if _cache.get(key, (None,))[0] is _ref:
                 del _cache[key]
@@ -95,6 +112,14 @@ def output_format(x: Tensor, weight: Tensor) -> torch.memory_format:
     return torch.channels_last if _channels_last(x) or _channels_last(weight) else torch.contiguous_format
 
 
+def default_tile() -> int:
+    """Output tile size m of F(m x m, 3x3): ``BASICVSR_WINOGRAD_TILE`` (4 or 6), default 6."""
+    value = os.environ.get(TILE_ENV, "").strip() or "6"
+    if value not in ("4", "6"):
+        raise ValueError(f"{TILE_ENV}={value!r}: use 4 or 6")
+    return int(value)
+
+
 def winograd_available() -> bool:
     """Whether the Winograd C kernel builds and loads here."""
     return load_winograd_kernel() is not None
@@ -109,6 +134,7 @@ def winograd_conv3x3(
     residual: Tensor | None = None,
     shuffle: int = 1,
     out: Tensor | None = None,
+    tile: int | None = None,
 ) -> Tensor:
     """``act(conv2d(x, weight, bias, padding=1)) + residual``: (n, c_in, h, w) -> (n, c_out, h, w).
 
@@ -126,7 +152,10 @@ def winograd_conv3x3(
         raise ValueError(f"weight {tuple(weight.shape)} does not fit a 3x3 convolution of {c_in} channels")
     if shuffle < 1 or c_out % (shuffle * shuffle):
         raise ValueError(f"cannot pixel-shuffle {c_out} channels by {shuffle}")
-    u = _cached_transform(weight, shuffle)
+    tile = default_tile() if tile is None else tile
+    if tile not in TILES:
+        raise ValueError(f"tile={tile}: F(m x m, 3x3) exists for m in {TILES}")
+    u = _cached_transform(weight, shuffle, tile)
     fmt = output_format(x, weight)
     if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         x = x.contiguous(memory_format=fmt)  # the kernel reads either layout
@@ -148,8 +177,8 @@ def winograd_conv3x3(
     code = ACTS[act]
     c_in8, c_out16 = u.shape[1], u.shape[2]
     tb = _TILE_BLOCK
-    scratch = lib.wino43_scratch_floats(tb, c_in8, c_out16)
-    tile_rows = -(-h // 4)
+    scratch = lib.wino_scratch_floats(tile, tb, c_in8, c_out16)
+    tile_rows = -(-h // tile)
     workers = max(1, torch.get_num_threads())
     step = max(1, -(-tile_rows // (workers * _TASKS_PER_WORKER)))
     xs, ys = x.stride(), y.stride()  # strides (n, c, h, w), in elements
@@ -157,7 +186,7 @@ def winograd_conv3x3(
     def run(job: int) -> None:
         img, t0 = divmod(job, tile_rows)
         buf = _worker_buffer(1, scratch, torch.float32)
-        lib.wino43_f32(
+        lib.wino_f32(
             x[img].data_ptr(),
             u.data_ptr(),
             None if b is None else b.data_ptr(),
@@ -173,6 +202,7 @@ def winograd_conv3x3(
             ys[1],
             ys[2],
             ys[3],
+            tile,
             code,
             float(slope),
             shuffle,

@@ -1,11 +1,16 @@
-"""Winograd F(4x4, 3x3) kernel: numbers of ``F.conv2d`` in both layouts, fused epilogues, buffers, cache."""
+"""Winograd F(4x4, 3x3) / F(6x6, 3x3): F.conv2d numbers in both layouts, fused epilogues, buffers, cache."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from basicvsr_archival.models.ops import winograd
-from basicvsr_archival.models.ops.winograd import transform_weight, winograd_available, winograd_conv3x3
+from basicvsr_archival.models.ops.winograd import (
+    default_tile,
+    transform_weight,
+    winograd_available,
+    winograd_conv3x3,
+)
 
 pytestmark = pytest.mark.skipif(not winograd_available(), reason="no C compiler for the Winograd kernel")
 
@@ -32,16 +37,17 @@ def _rel_err(got, ref):
     ],
 )
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_matches_direct_convolution(n, cin, cout, h, w, channels_last):
+@pytest.mark.parametrize("tile", [4, 6])
+def test_matches_direct_convolution(n, cin, cout, h, w, channels_last, tile):
     x, weight, bias = _case(n, cin, cout, h, w)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    got = winograd_conv3x3(x, weight, bias)
+    got = winograd_conv3x3(x, weight, bias, tile=tile)
     ref = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
     assert got.shape == (n, cout, h, w)
     if h * w > 1:  # a 1x1 image is both layouts at once
         assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
-    # F(4x4, 3x3) in float32: ~1e-6..1e-5 relative error (transforms with factors up to 8 and 1/24)
+    # float32 through the transforms: measured 5e-6..1e-5 (F4) and 8e-6..2e-5 (F6) relative error
     assert _rel_err(got, ref) < 5e-5
 
 
@@ -57,16 +63,17 @@ def test_weight_layout_decides_the_output_layout_as_pytorch_does():
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fused_act_residual_shuffle(channels_last):
+@pytest.mark.parametrize("tile", [4, 6])
+def test_fused_act_residual_shuffle(channels_last, tile):
     x, weight, bias = _case(2, 16, 64, 10, 13, seed=1)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     ref = F.pixel_shuffle(F.leaky_relu(F.conv2d(x, weight, bias, padding=1), 0.1), 2)  # (2, 16, 20, 26)
     res = torch.randn_like(ref)
-    got = winograd_conv3x3(x, weight, bias, act="lrelu", slope=0.1, residual=res, shuffle=2)
+    got = winograd_conv3x3(x, weight, bias, act="lrelu", slope=0.1, residual=res, shuffle=2, tile=tile)
     assert got.shape == (2, 16, 20, 26)
     assert (got - (ref + res)).abs().max().item() < 1e-4
-    relu = winograd_conv3x3(x, weight, bias, act="relu")
+    relu = winograd_conv3x3(x, weight, bias, act="relu", tile=tile)
     assert relu.min().item() == 0.0
     assert (relu - F.relu(F.conv2d(x, weight, bias, padding=1))).abs().max().item() < 1e-4
 
@@ -81,22 +88,33 @@ def test_out_buffer_is_written_and_checked():
         winograd_conv3x3(x, weight, bias, out=torch.empty(1, 32, 6, 7))
     with pytest.raises(ValueError, match="pixel-shuffle"):
         winograd_conv3x3(x, weight, bias, shuffle=3)
+    with pytest.raises(ValueError, match="tile"):
+        winograd_conv3x3(x, weight, bias, tile=5)
+
+
+def test_tile_env(monkeypatch):
+    monkeypatch.setenv("BASICVSR_WINOGRAD_TILE", "4")
+    assert default_tile() == 4
+    monkeypatch.setenv("BASICVSR_WINOGRAD_TILE", "8")
+    with pytest.raises(ValueError, match="BASICVSR_WINOGRAD_TILE"):
+        default_tile()
 
 
 def test_transformed_weight_is_cached_per_version():
     x, weight, bias = _case(1, 8, 16, 8, 8, seed=3)
     first = winograd_conv3x3(x, weight, bias)
-    assert (id(weight), 1) in winograd._cache
+    assert (id(weight), 1, default_tile()) in winograd._cache
     with torch.no_grad():
         weight.mul_(2.0)  # in place: a new version, so the cached transform must not be used
     second = winograd_conv3x3(x, weight, bias)
     assert (second - bias.view(1, -1, 1, 1) - 2 * (first - bias.view(1, -1, 1, 1))).abs().max().item() < 1e-4
-    key = (id(weight), 1)
+    key = (id(weight), 1, default_tile())
     del weight
     assert key not in winograd._cache  # dropped with its tensor
 
 
 def test_transform_weight_shape_and_padding():
+    assert transform_weight(torch.randn(20, 5, 3, 3), tile=6).shape == (64, 8, 32)
     u = transform_weight(torch.randn(20, 5, 3, 3))
     assert u.shape == (36, 8, 32)  # c_in padded to 8, c_out to 16
     assert u[:, 5:].abs().sum().item() == 0 and u[:, :, 20:].abs().sum().item() == 0
