@@ -118,6 +118,8 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         same = self.stride == (1, 1) and self.dilation == (1, 1) and self.padding == (kh // 2, kw // 2)
         if not (same and kh % 2 and kw % 2 and self.groups == 1):
             return False
+        if x[0].numel() >= 2**31:  # the kernel's corner offsets are 32-bit
+            return False
         if not fused_cpu_ok(x, *tensors, self.weight, self.bias):
             return False
         return resolve_impl(impl, x, needs_grad=False, groups=self.groups) == "cpu_fused"

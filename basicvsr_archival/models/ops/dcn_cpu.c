@@ -130,6 +130,59 @@ static void flow_guided_params(const float *restrict raw, int64_t sc, float *res
     for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-v[2 * GK + j]));
 }
 
+/* Bilinear samples of the GK = G * K points of one output pixel, written to dst (K, C), for images
+ * of fewer than 2^31 elements (32-bit corner offsets; the caller checks): point
+ * j = g * K + k at (py[j], px[j]) with modulation m[j] fills dst[k * C + g * Cg + (0 .. Cg)].
+ * Same semantics as sample_group (zero outside (-1, H) x (-1, W), zero corners off the image),
+ * in two passes so that the first vectorises:
+ *   1. per point: corner weights (validity and mask folded in, 0 where a corner is off the image)
+ *      and clamped corner offsets, for all GK points at once (branch-free loops over arrays);
+ *   2. per point: the Cg-channel weighted sum of its four corners (the gather). */
+static void sample_points(const float *restrict xn, int64_t H, int64_t W, int64_t C, int64_t Cg, int64_t K,
+                          int64_t GK, const float *restrict py, const float *restrict px,
+                          const float *restrict m, float *restrict dst) {
+    float w00[GK], w01[GK], w10[GK], w11[GK];
+    int32_t i00[GK], i01[GK], i10[GK], i11[GK];
+    const float fh = (float)H, fw = (float)W;
+    for (int64_t j = 0; j < GK; ++j) {
+        const float y = py[j], x = px[j];
+        const int inside = y > -1.0f && x > -1.0f && y < fh && x < fw;
+        /* clamp before floor so the integer conversion is defined for any input (NaN -> -2) */
+        const float ylo = y > -2.0f ? y : -2.0f, xlo = x > -2.0f ? x : -2.0f;
+        const float yc = ylo < fh + 1.0f ? ylo : fh + 1.0f, xc = xlo < fw + 1.0f ? xlo : fw + 1.0f;
+        const float fy = floorf(yc), fx = floorf(xc);
+        const float ly = yc - fy, lx = xc - fx, hy = 1.0f - ly, hx = 1.0f - lx;
+        const int32_t y0 = (int32_t)fy, x0 = (int32_t)fx;
+        const float mm = inside ? m[j] : 0.0f;
+        const float vy0 = y0 >= 0 ? 1.0f : 0.0f, vy1 = y0 + 1 <= H - 1 ? 1.0f : 0.0f;
+        const float vx0 = x0 >= 0 ? 1.0f : 0.0f, vx1 = x0 + 1 <= W - 1 ? 1.0f : 0.0f;
+        w00[j] = hy * hx * mm * vy0 * vx0;
+        w01[j] = hy * lx * mm * vy0 * vx1;
+        w10[j] = ly * hx * mm * vy1 * vx0;
+        w11[j] = ly * lx * mm * vy1 * vx1;
+        const int32_t ya = y0 < 0 ? 0 : (y0 > H - 1 ? (int32_t)H - 1 : y0);
+        const int32_t yb = y0 + 1 < 0 ? 0 : (y0 + 1 > H - 1 ? (int32_t)H - 1 : y0 + 1);
+        const int32_t xa = x0 < 0 ? 0 : (x0 > W - 1 ? (int32_t)W - 1 : x0);
+        const int32_t xb = x0 + 1 < 0 ? 0 : (x0 + 1 > W - 1 ? (int32_t)W - 1 : x0 + 1);
+        i00[j] = (ya * (int32_t)W + xa) * (int32_t)C;
+        i01[j] = (ya * (int32_t)W + xb) * (int32_t)C;
+        i10[j] = (yb * (int32_t)W + xa) * (int32_t)C;
+        i11[j] = (yb * (int32_t)W + xb) * (int32_t)C;
+    }
+    for (int64_t g = 0, j = 0; g < GK / K; ++g)
+        for (int64_t k = 0; k < K; ++k, ++j) {
+            const float *restrict a00 = xn + i00[j] + g * Cg, *restrict a01 = xn + i01[j] + g * Cg;
+            const float *restrict a10 = xn + i10[j] + g * Cg, *restrict a11 = xn + i11[j] + g * Cg;
+            float *restrict d = dst + k * C + g * Cg;
+            const float b00 = w00[j], b01 = w01[j], b10 = w10[j], b11 = w11[j];
+            if (Cg == 8) {
+                for (int c = 0; c < 8; ++c) d[c] = b00 * a00[c] + b01 * a01[c] + b10 * a10[c] + b11 * a11[c];
+            } else {
+                for (int64_t c = 0; c < Cg; ++c) d[c] = b00 * a00[c] + b01 * a01[c] + b10 * a10[c] + b11 * a11[c];
+            }
+        }
+}
+
 /* Columns of SecondOrderDeformableAlignment (stride 1, dilation 1, output size = input size):
  *
  *   raw = conv_offset(...) at pixel p, 3*G*K channels: element (n, j, r) at n*3GK*HW + j*rsc + r*rsp
@@ -149,7 +202,13 @@ void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict r
     const int64_t GK = G * K;
     const int64_t Cg = C / G;
     const int64_t HW = H * W;
-    float off[2 * GK], msk[GK];
+    float off[2 * GK], msk[GK], py[GK], px[GK], ky[GK], kx[GK];
+    int32_t second[GK]; /* point j = g * K + k follows flow_2 when its group g >= G / 2 */
+    for (int64_t j = 0; j < GK; ++j) { /* kernel point k = j % K relative to the pixel */
+        ky[j] = (float)((j % K) / kw - ph);
+        kx[j] = (float)((j % K) % kw - pw);
+        second[j] = 2 * (j / K) >= G;
+    }
     for (int64_t p = p0; p < p1; ++p) {
         /* 1. pixel p of the flattened (N, H, W) grid */
         const int64_t n = p / HW;
@@ -162,16 +221,11 @@ void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict r
         const float f1x = flow1[n * 2 * HW + r], f1y = flow1[n * 2 * HW + HW + r];
         const float f2x = flow2[n * 2 * HW + r], f2y = flow2[n * 2 * HW + HW + r];
         float *dst = cols + (p - col_p0) * K * C;
-        for (int64_t g = 0; g < G; ++g) {
-            const float fy = 2 * g < G ? f1y : f2y, fx = 2 * g < G ? f1x : f2x;
-            for (int64_t k = 0; k < K; ++k) {
-                const int64_t ki = k / kw;
-                const int64_t kj = k - ki * kw;
-                /* 3. sampling point p_k + flow + residue; offset channels are (g, k, [dy, dx]) */
-                const float py = (float)(ho - ph + ki) + (off[(g * K + k) * 2] + fy);
-                const float px = (float)(wo - pw + kj) + (off[(g * K + k) * 2 + 1] + fx);
-                sample_group(xn, H, W, C, Cg, g * Cg, py, px, msk[g * K + k], dst + k * C + g * Cg);
-            }
+        /* 3. sampling points p_k + flow + residue (offset channels are (g, k, [dy, dx])) */
+        for (int64_t j = 0; j < GK; ++j) {
+            py[j] = ((float)ho + ky[j]) + (off[2 * j] + (second[j] ? f2y : f1y));
+            px[j] = ((float)wo + kx[j]) + (off[2 * j + 1] + (second[j] ? f2x : f1x));
         }
+        sample_points(xn, H, W, C, Cg, K, GK, py, px, msk, dst);
     }
 }

@@ -54,7 +54,7 @@ _G = {
 }
 TILES = tuple(_G)
 TILE_ENV = "BASICVSR_WINOGRAD_TILE"
-_TILE_BLOCK = 12  # tiles per block (4 x 48 output pixels): measured best or near it for 64..432 channels
+_TILE_BLOCK = 18  # tiles per block along a tile row: measured best or near it for 64..432 channels (F6)
 _TASKS_PER_WORKER = 4  # tile-row ranges per worker thread: evens out uneven thread speeds
 
 _cache: dict[tuple[int, int, int], tuple[weakref.ref, int, Tensor]] = {}
