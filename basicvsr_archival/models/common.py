@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops.cpu_fused import flow_warp_cpu, fused_cpu_ok
 from .ops.fast_conv import Conv2d, run_sequential
 
 
@@ -149,6 +150,9 @@ def flow_warp(
             f"The spatial sizes of input ({x.size()[-2:]}) and flow ({flow.size()[1:3]}) are not the same."
         )
     h, w = x.shape[-2:]
+    fast = (interpolation, padding_mode, align_corners) == ("bilinear", "zeros", True) and x.dim() == 4
+    if fast and x.is_contiguous(memory_format=torch.channels_last) and fused_cpu_ok(x, flow):
+        return flow_warp_cpu(x, flow)  # the C kernel of ops/dcn_cpu.c, channels-last in and out
     # base grid of pixel coordinates, built directly on the right device and dtype
     grid_y, grid_x = torch.meshgrid(
         torch.arange(h, device=x.device, dtype=x.dtype),

@@ -79,3 +79,21 @@ def test_flow_warp_integer_shift_and_zero_padding():
 def test_flow_warp_size_mismatch():
     with pytest.raises(ValueError):
         flow_warp(torch.rand(1, 1, 4, 4), torch.zeros(1, 5, 4, 2))
+
+
+@pytest.mark.parametrize("h,w,c", [(23, 37, 64), (1, 1, 3), (5, 4, 8)])
+def test_flow_warp_cpu_kernel_matches_grid_sample(h, w, c):
+    # channels-last float32 inference takes the C kernel; NCHW runs grid_sample: same numbers
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, c, h, w, generator=gen)
+    flow = (torch.randn(2, 2, h, w, generator=gen) * 3).permute(0, 2, 3, 1)  # (n, h, w, 2), strided
+    flow[0, 0, 0] = torch.tensor([-1e9, 5.0])  # far outside: zeros
+    flow[1, 0, 0] = torch.tensor([float("nan"), 0.0])  # NaN position: NaN, as grid_sample
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got, ref = flow_warp(x_cl, flow), flow_warp(x, flow)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(torch.isnan(got), torch.isnan(ref)) and torch.isnan(got[1, :, 0, 0]).all()
+    assert torch.nan_to_num(got - ref).abs().max().item() < 1e-5
+    if w > 1:  # (a 1-pixel-wide image maps every position onto its one column, as grid_sample does)
+        assert got[0, :, 0, 0].abs().max().item() == 0.0

@@ -178,6 +178,33 @@ def flow_guided_deform_conv_cpu(
     return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
+def flow_warp_cpu(x: Tensor, flow: Tensor) -> Tensor:
+    """mmedit's ``flow_warp`` (bilinear, zero padding, align_corners) of a channels-last ``x`` (n, c, h, w).
+
+    ``flow`` (n, h, w, 2) in pixels, (dx, dy); the result is channels-last like ``x``. Equal to the
+    ``grid_sample`` formulation up to float rounding (same normalisation of the positions).
+    """
+    lib = load_cpu_kernel()
+    n, c, h, w = x.shape
+    x_cl = _nhwc(x)  # (n, h, w, c): free for a channels-last x
+    fs = flow.stride()  # (n, h, w, 2) strides; pixel (y, x) at y * fs[1] + x * fs[2]
+    if fs[1] != w * fs[2]:
+        flow = flow.contiguous()
+        fs = flow.stride()
+    out = torch.empty(n * h * w, c, dtype=torch.float32)  # (P, c)
+    total = n * h * w
+    chunk = max(1, -(-total // (4 * max(1, torch.get_num_threads()))))
+
+    def run_chunk(p0: int) -> None:
+        p1 = min(total, p0 + chunk)
+        lib.flow_warp_f32(
+            x_cl.data_ptr(), flow.data_ptr(), out.data_ptr(), h, w, c, fs[0], fs[2], fs[3], p0, p1
+        )
+
+    _parallel(run_chunk, total, chunk)
+    return _as_nchw(out, n, h, w)
+
+
 def fused_cpu_ok(*tensors: Tensor) -> bool:
     """Whether the fused kernels may run: float32 CPU tensors, no autograd, no tracing/export/compile."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():

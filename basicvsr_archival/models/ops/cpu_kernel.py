@@ -114,6 +114,7 @@ def load_cpu_kernel() -> ctypes.CDLL | None:
     signatures = {
         "dcn_im2col_f32": ([_PTR] * 4 + [_I64] * 17, None),
         "dcn_flow_guided_im2col_f32": ([_PTR] * 4 + [ctypes.c_float, _PTR] + [_I64] * 13, None),
+        "flow_warp_f32": ([_PTR] * 3 + [_I64] * 8, None),
     }
     return _build_and_load(_SOURCE, _FLAGS, signatures, "fused DCN")
 

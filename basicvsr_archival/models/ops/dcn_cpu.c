@@ -229,3 +229,47 @@ void dcn_flow_guided_im2col_f32(const float *restrict x, const float *restrict r
         sample_points(xn, H, W, C, Cg, K, GK, py, px, msk, dst);
     }
 }
+
+/* flow_warp (mmedit semantics: grid_sample, bilinear, zero padding, align_corners=True) of the
+ * pixels [p0, p1) of the flattened (N, H, W) grid:
+ *
+ *   out[p] = bilinear(x, (ho, wo) + flow[p]),   flow[p] = (dx, dy) at flow + n*fsn + r*fsp (+ fsc)
+ *
+ * x and out are channels-last (N, H, W, C).  The sampling position goes through grid_sample's own
+ * normalisation, g = 2 (base + d) / (size - 1) - 1 and back, i = (g + 1) * (size - 1) / 2, so the
+ * result matches F.grid_sample up to float rounding of the bilinear sum.  Corners off the image
+ * contribute 0 (zero padding). */
+void flow_warp_f32(const float *restrict x, const float *restrict flow, float *restrict out, int64_t H,
+                   int64_t W, int64_t C, int64_t fsn, int64_t fsp, int64_t fsc, int64_t p0, int64_t p1) {
+    const int64_t HW = H * W;
+    const float dw = (float)(W - 1 > 1 ? W - 1 : 1), dh = (float)(H - 1 > 1 ? H - 1 : 1);
+    const float sw = 0.5f * (float)(W - 1), sh = 0.5f * (float)(H - 1);
+    for (int64_t p = p0; p < p1; ++p) {
+        const int64_t n = p / HW, r = p - n * HW, ho = r / W, wo = r - ho * W;
+        const float *f = flow + n * fsn + r * fsp;
+        const float gx = 2.0f * ((float)wo + f[0]) / dw - 1.0f, gy = 2.0f * ((float)ho + f[fsc]) / dh - 1.0f;
+        const float ix = (gx + 1.0f) * sw, iy = (gy + 1.0f) * sh;
+        float *restrict o = out + p * C;
+        if (ix != ix || iy != iy) { /* NaN position: NaN out, as grid_sample gives */
+            for (int64_t c = 0; c < C; ++c) o[c] = ix + iy;
+            continue;
+        }
+        if (!(iy > -2.0f && ix > -2.0f && iy < (float)H + 1.0f && ix < (float)W + 1.0f)) {
+            memset(o, 0, (size_t)C * sizeof(float)); /* far outside: every corner is off the image */
+            continue;
+        }
+        const float fy = floorf(iy), fx = floorf(ix);
+        const int64_t y0 = (int64_t)fy, x0 = (int64_t)fx;
+        const float ly = iy - fy, lx = ix - fx, hy = 1.0f - ly, hx = 1.0f - lx;
+        const int vy0 = y0 >= 0 && y0 < H, vy1 = y0 + 1 >= 0 && y0 + 1 < H;
+        const int vx0 = x0 >= 0 && x0 < W, vx1 = x0 + 1 >= 0 && x0 + 1 < W;
+        const float w00 = vy0 && vx0 ? hy * hx : 0.0f, w01 = vy0 && vx1 ? hy * lx : 0.0f;
+        const float w10 = vy1 && vx0 ? ly * hx : 0.0f, w11 = vy1 && vx1 ? ly * lx : 0.0f;
+        const int64_t ya = vy0 ? y0 : (vy1 ? y0 + 1 : 0), yb = vy1 ? y0 + 1 : ya;
+        const int64_t xa = vx0 ? x0 : (vx1 ? x0 + 1 : 0), xb = vx1 ? x0 + 1 : xa;
+        const float *xn = x + n * HW * C;
+        const float *restrict a00 = xn + (ya * W + xa) * C, *restrict a01 = xn + (ya * W + xb) * C;
+        const float *restrict a10 = xn + (yb * W + xa) * C, *restrict a11 = xn + (yb * W + xb) * C;
+        for (int64_t c = 0; c < C; ++c) o[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
+    }
+}
