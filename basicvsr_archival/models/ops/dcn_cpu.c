@@ -30,111 +30,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Bilinear sample of the Cg contiguous channels at `a` (a pixel's group start in an NHWC image
- * xn of H x W x C) at the point (py, px), times m, written to d.  A point outside (-1, H) x (-1, W)
- * gives 0; inside, each of the four corners that falls off the image contributes 0. */
-static inline void sample_group(const float *restrict xn, int64_t H, int64_t W, int64_t C, int64_t Cg,
-                                int64_t c0, float py, float px, float m, float *restrict d) {
-    if (!(py > -1.0f && px > -1.0f && py < (float)H && px < (float)W)) {
-        memset(d, 0, (size_t)Cg * sizeof(float));
-        return;
-    }
-    const float fy = floorf(py), fx = floorf(px);
-    const int64_t y0 = (int64_t)fy, x0 = (int64_t)fx;
-    const float ly = py - fy, lx = px - fx;
-    const float hy = 1.0f - ly, hx = 1.0f - lx;
-    float w00 = hy * hx * m, w01 = hy * lx * m, w10 = ly * hx * m, w11 = ly * lx * m;
-    if (y0 < 0) w00 = w01 = 0.0f;
-    if (y0 + 1 > H - 1) w10 = w11 = 0.0f;
-    if (x0 < 0) w00 = w10 = 0.0f;
-    if (x0 + 1 > W - 1) w01 = w11 = 0.0f;
-    const int64_t yc0 = y0 < 0 ? 0 : y0, yc1 = y0 + 1 > H - 1 ? H - 1 : y0 + 1;
-    const int64_t xc0 = x0 < 0 ? 0 : x0, xc1 = x0 + 1 > W - 1 ? W - 1 : x0 + 1;
-    const float *restrict a00 = xn + (yc0 * W + xc0) * C + c0;
-    const float *restrict a01 = xn + (yc0 * W + xc1) * C + c0;
-    const float *restrict a10 = xn + (yc1 * W + xc0) * C + c0;
-    const float *restrict a11 = xn + (yc1 * W + xc1) * C + c0;
-    if (Cg == 8) { /* BasicVSR++: 128 channels in 16 groups; a fixed trip count vectorises */
-        for (int c = 0; c < 8; ++c) d[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
-    } else {
-        for (int64_t c = 0; c < Cg; ++c) d[c] = w00 * a00[c] + w01 * a01[c] + w10 * a10[c] + w11 * a11[c];
-    }
-}
-
-void dcn_im2col_f32(const float *restrict x, const float *restrict offset, const float *restrict mask,
-                    float *restrict cols, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
-                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                    int64_t dw, int64_t G, int64_t p0, int64_t p1, int64_t col_p0) {
-    const int64_t K = kh * kw;
-    const int64_t Cg = C / G;
-    const int64_t HWo = Ho * Wo;
-    for (int64_t p = p0; p < p1; ++p) {
-        /* 1. pixel p of the flattened (N, Ho, Wo) output grid */
-        const int64_t n = p / HWo;
-        const int64_t r = p - n * HWo;
-        const int64_t ho = r / Wo;
-        const int64_t wo = r - ho * Wo;
-        const float *xn = x + n * H * W * C;
-        const float *offn = offset + n * G * K * 2 * HWo + r;
-        const float *mn = mask + n * G * K * HWo + r;
-        float *dst = cols + (p - col_p0) * K * C;
-        for (int64_t g = 0; g < G; ++g) {
-            for (int64_t k = 0; k < K; ++k) {
-                const int64_t ki = k / kw;
-                const int64_t kj = k - ki * kw;
-                /* 2. sampling point p_k + dp_k; offset channels are (g, k, [dy, dx]) */
-                const float dy = offn[((g * K + k) * 2) * HWo];
-                const float dx = offn[((g * K + k) * 2 + 1) * HWo];
-                const float py = (float)(ho * sh - ph + ki * dh) + dy;
-                const float px = (float)(wo * sw - pw + kj * dw) + dx;
-                /* 3. bilinear sample of the group's channels, modulated by the mask */
-                sample_group(xn, H, W, C, Cg, g * Cg, py, px, mn[(g * K + k) * HWo], dst + k * C + g * Cg);
-            }
-        }
-    }
-}
-
-/* exp(x) for float x (clamped to [-87, 88]): Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, a
- * degree-6 Taylor polynomial of e^r (relative error < 2e-7) and 2^n from the exponent bits. */
-static inline float exp_f(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
-    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* Offsets mrm * tanh(raw[j]) (tanh x = 1 - 2 / (e^2x + 1)) and masks sigmoid(raw[2GK + j]) of one
- * pixel; both loops vectorise.  Absolute error vs double precision: < 3e-6 px offset (mrm = 10),
- * < 1e-7 mask. */
-static void flow_guided_params(const float *restrict raw, int64_t sc, float *restrict off, float *restrict msk,
-                               int64_t GK, float mrm) {
-    if (sc == 1) { /* channels-last raw: contiguous channels */
-        for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * raw[j]) + 1.0f));
-        for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-raw[2 * GK + j]));
-        return;
-    }
-    /* NCHW raw: gather the pixel's channels (consecutive pixels share the cache lines), then vectorise */
-    float v[3 * GK];
-    for (int64_t j = 0; j < 3 * GK; ++j) v[j] = raw[j * sc];
-    for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * v[j]) + 1.0f));
-    for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-v[2 * GK + j]));
-}
-
 /* Bilinear samples of the GK = G * K points of one output pixel, written to dst (K, C), for images
  * of fewer than 2^31 elements (32-bit corner offsets; the caller checks): point
  * j = g * K + k at (py[j], px[j]) with modulation m[j] fills dst[k * C + g * Cg + (0 .. Cg)].
- * Same semantics as sample_group (zero outside (-1, H) x (-1, W), zero corners off the image),
- * in two passes so that the first vectorises:
+ * mmcv's semantics: a point outside (-1, H) x (-1, W) gives 0; inside, each of the four bilinear
+ * corners that falls off the image contributes 0.  Two passes, so that the first vectorises:
  *   1. per point: corner weights (validity and mask folded in, 0 where a corner is off the image)
  *      and clamped corner offsets, for all GK points at once (branch-free loops over arrays);
  *   2. per point: the Cg-channel weighted sum of its four corners (the gather). */
@@ -181,6 +81,76 @@ static void sample_points(const float *restrict xn, int64_t H, int64_t W, int64_
                 for (int64_t c = 0; c < Cg; ++c) d[c] = b00 * a00[c] + b01 * a01[c] + b10 * a10[c] + b11 * a11[c];
             }
         }
+}
+
+void dcn_im2col_f32(const float *restrict x, const float *restrict offset, const float *restrict mask,
+                    float *restrict cols, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
+                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                    int64_t dw, int64_t G, int64_t p0, int64_t p1, int64_t col_p0) {
+    const int64_t K = kh * kw;
+    const int64_t GK = G * K;
+    const int64_t Cg = C / G;
+    const int64_t HWo = Ho * Wo;
+    float py[GK], px[GK], m[GK], ky[GK], kx[GK];
+    for (int64_t j = 0; j < GK; ++j) { /* kernel point k = j % K relative to the window corner */
+        ky[j] = (float)(((j % K) / kw) * dh);
+        kx[j] = (float)(((j % K) % kw) * dw);
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+        /* 1. pixel p of the flattened (N, Ho, Wo) output grid */
+        const int64_t n = p / HWo;
+        const int64_t r = p - n * HWo;
+        const int64_t ho = r / Wo;
+        const int64_t wo = r - ho * Wo;
+        const float *xn = x + n * H * W * C;
+        const float *offn = offset + n * G * K * 2 * HWo + r;
+        const float *mn = mask + n * G * K * HWo + r;
+        /* 2. sampling points p_k + dp_k; offset channels are (g, k, [dy, dx]), NCHW planes */
+        const float by = (float)(ho * sh - ph), bx = (float)(wo * sw - pw);
+        for (int64_t j = 0; j < GK; ++j) {
+            py[j] = (by + ky[j]) + offn[(2 * j) * HWo];
+            px[j] = (bx + kx[j]) + offn[(2 * j + 1) * HWo];
+            m[j] = mn[j * HWo];
+        }
+        /* 3. bilinear samples of the groups' channels, modulated by the mask */
+        sample_points(xn, H, W, C, Cg, K, GK, py, px, m, cols + (p - col_p0) * K * C);
+    }
+}
+
+/* exp(x) for float x (clamped to [-87, 88]): Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, a
+ * degree-6 Taylor polynomial of e^r (relative error < 2e-7) and 2^n from the exponent bits. */
+static inline float exp_f(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Offsets mrm * tanh(raw[j]) (tanh x = 1 - 2 / (e^2x + 1)) and masks sigmoid(raw[2GK + j]) of one
+ * pixel; both loops vectorise.  Absolute error vs double precision: < 3e-6 px offset (mrm = 10),
+ * < 1e-7 mask. */
+static void flow_guided_params(const float *restrict raw, int64_t sc, float *restrict off, float *restrict msk,
+                               int64_t GK, float mrm) {
+    if (sc == 1) { /* channels-last raw: contiguous channels */
+        for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * raw[j]) + 1.0f));
+        for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-raw[2 * GK + j]));
+        return;
+    }
+    /* NCHW raw: gather the pixel's channels (consecutive pixels share the cache lines), then vectorise */
+    float v[3 * GK];
+    for (int64_t j = 0; j < 3 * GK; ++j) v[j] = raw[j * sc];
+    for (int64_t j = 0; j < 2 * GK; ++j) off[j] = mrm * (1.0f - 2.0f / (exp_f(2.0f * v[j]) + 1.0f));
+    for (int64_t j = 0; j < GK; ++j) msk[j] = 1.0f / (1.0f + exp_f(-v[2 * GK + j]));
 }
 
 /* Columns of SecondOrderDeformableAlignment (stride 1, dilation 1, output size = input size):

@@ -254,6 +254,8 @@ def modulated_deform_conv2d(
     chosen = resolve_impl(impl, x, needs_grad, groups)
     if chosen == "cpu_fused" and not fused_cpu_ok(x, offset, mask, weight, bias):
         chosen = "pure"  # e.g. bf16 offsets from an autocast conv_offset beside a float32 x
+    if chosen == "cpu_fused" and x[0].numel() >= 2**31:
+        chosen = "pure"  # the C kernel's corner offsets are 32-bit
     if chosen == "cpu_fused":
         return deform_conv_cpu_fused(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
     if chosen in _EXTERNAL:
