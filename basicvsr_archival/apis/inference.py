@@ -187,8 +187,9 @@ def init_model(
     ``channels_last`` stores the convolution weights in NHWC order, so every convolution (and the
     fused deformable convolution) runs on NHWC activations (oneDNN/cuDNN: about 2x faster than NCHW
     for BasicVSR++ on the CPU); ``None`` (default) picks the faster layout for ``device``
-    (:func:`~basicvsr_archival.models.ops.fast_conv.preferred_memory_format`: NCHW where NNPACK runs
-    the CPU convolutions). Same parameters and state dict either way.
+    (:func:`~basicvsr_archival.models.ops.fast_conv.preferred_memory_format`: channels-last where the
+    Winograd kernel builds or on CUDA, else NCHW where NNPACK runs). Same parameters and state dict
+    either way. On the CPU it also tunes glibc's heap for large activations (``utils/memory.py``).
     """
     import basicvsr_archival.models  # noqa: F401  (registers BasicVSR, BasicVSRPlusPlus, ... in MODELS)
 
