@@ -316,7 +316,7 @@ def _findings(video: Mapping[str, Any]) -> list[str]:
                 text += "; LR + manifest alone are larger than the original, so sharing the model cannot help"
             elif need > 1:
                 text += (f"; its {opt['model_bytes']} B model only saves storage when shared by "
-                         f">= {math.ceil(need)} videos (or a clip {need:.0f}x longer)")  # fmt: skip
+                         f">= {math.ceil(need)} videos (or a clip {need:.3g}x longer)")  # fmt: skip
         out.append(text + ".")
     return out
 
