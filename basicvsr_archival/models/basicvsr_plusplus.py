@@ -63,16 +63,24 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         nn.init.zeros_(self.conv_offset[-1].bias)
 
     def forward(
-        self, x: torch.Tensor, extra_feat: torch.Tensor, flow_1: torch.Tensor, flow_2: torch.Tensor
+        self,
+        x: torch.Tensor,
+        extra_feat: torch.Tensor | list[torch.Tensor],
+        flow_1: torch.Tensor,
+        flow_2: torch.Tensor,
     ) -> torch.Tensor:
-        """Align ``x`` (b, 2c, h, w) guided by ``extra_feat`` (b, 3c, h, w) and two flows (b, 2, h, w)."""
+        """Align ``x`` (b, 2c, h, w) guided by ``extra_feat`` (b, 3c, h, w) and two flows (b, 2, h, w).
+
+        ``extra_feat`` may be a list of tensors to concatenate along channels (fused into the first
+        offset convolution on the fast CPU path).
+        """
         n, _, h, w = x.shape
-        if extra_feat.is_contiguous(memory_format=torch.channels_last) and not extra_feat.is_contiguous():
+        parts = [extra_feat] if isinstance(extra_feat, torch.Tensor) else list(extra_feat)
+        first = parts[0]
+        if first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous():
             # one memory format for the cat, so the offset convolutions stay channels-last
             flow_1, flow_2 = (f.contiguous(memory_format=torch.channels_last) for f in (flow_1, flow_2))
-        out = run_sequential(
-            self.conv_offset, torch.cat([extra_feat, flow_1, flow_2], dim=1)
-        )  # (b, 3 * g * k, h, w)
+        out = run_sequential(self.conv_offset, [*parts, flow_1, flow_2])  # (b, 3 * g * k, h, w)
         # honour an implementation choice stored on the layer by the ops package, if any
         impl = getattr(self, "impl", None)
         if self._fused_kernel_applies(x, out, flow_1, flow_2, impl=impl):
@@ -295,7 +303,7 @@ class BasicVSRPlusPlus(nn.Module):
                     flow_n2 = torch.zeros_like(flow_n1)
                     cond_n2 = torch.zeros_like(cond_n1)
 
-                cond = torch.cat([cond_n1, feat_current, cond_n2], dim=1)  # (n, 3c, h, w)
+                cond = [cond_n1, feat_current, cond_n2]  # (n, 3c, h, w) once concatenated
                 feat_prop = torch.cat([feat_prop, feat_n2], dim=1)  # (n, 2c, h, w)
                 feat_prop = deform_align(feat_prop, cond, flow_n1, flow_n2)  # (n, c, h, w)
 
@@ -304,7 +312,7 @@ class BasicVSRPlusPlus(nn.Module):
             for k in other_branches:
                 feat.append(feats[k][idx].to(device) if cpu_cache else feats[k][idx])
             feat.append(feat_prop)
-            feat_prop = feat_prop + backbone(torch.cat(feat, dim=1))
+            feat_prop = feat_prop + backbone(feat)  # the concatenation fused into its first conv
             if cpu_cache:
                 branch_feats.append(feat_prop.cpu())
                 torch.cuda.empty_cache()
@@ -335,9 +343,7 @@ class BasicVSRPlusPlus(nn.Module):
                 feats[k][i] = None  # release the branch feature once it is used
             if cpu_cache:
                 hr = [f.to(lqs.device) for f in hr]
-            hr = torch.cat(hr, dim=1)  # (n, 5c, h', w')
-
-            hr = self.reconstruction(hr)  # (n, c, h', w')
+            hr = self.reconstruction(hr)  # (n, c, h', w') from the (n, 5c, h', w') concatenation
             # each LeakyReLU fused into the conv before it; the previous frame's spent outputs are
             # handed back as buffers (fresh pages of these big tensors cost ~0.3 ms per MB)
             slope = self.lrelu.negative_slope

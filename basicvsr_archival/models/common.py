@@ -83,8 +83,12 @@ class ResidualBlocksWithInputConv(nn.Module):
             make_layer(ResidualBlockNoBN, num_blocks, mid_channels=out_channels),
         )
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        """Apply the input convolution and the residual blocks to ``feat`` ``(b, c_in, h, w)``."""
+    def forward(self, feat: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """Apply the input convolution and the residual blocks to ``feat`` ``(b, c_in, h, w)``.
+
+        ``feat`` may be a list of tensors whose channels add up to ``c_in`` (concatenated in order,
+        fused into the input convolution on the fast CPU path).
+        """
         return run_sequential(self.main, feat)
 
 

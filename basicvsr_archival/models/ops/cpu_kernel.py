@@ -124,7 +124,10 @@ def load_winograd_kernel() -> ctypes.CDLL | None:
     """Compile (once, cached on disk) and load ``winograd_cpu.c``; ``None`` when that is impossible."""
     signatures = {
         "wino_scratch_floats": ([_I64] * 4, _I64),
-        "wino_f32": ([_PTR] * 5 + [_I64] * 12 + [ctypes.c_float, _I64, _I64, _PTR, _I64, _I64], None),
+        "wino_f32": (
+            [_PTR, _PTR, _I64] + [_PTR] * 4 + [_I64] * 8 + [ctypes.c_float, _I64, _I64, _PTR, _I64, _I64],
+            None,
+        ),
     }
     # the GEMM's multiply-adds must contract to FMAs (-std=c11 alone turns contraction off)
     return _build_and_load(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -216,7 +217,7 @@ class Conv2d(nn.Conv2d):
 
     def forward_fused(
         self,
-        x: Tensor,
+        x: Tensor | Sequence[Tensor],
         act: str | None = None,
         slope: float = 0.1,
         residual: Tensor | None = None,
@@ -225,20 +226,33 @@ class Conv2d(nn.Conv2d):
     ) -> Tensor:
         """``pixel_shuffle(act(self(x)), shuffle) + residual``, one fused call on the Winograd path.
 
-        ``act``: None, 'relu' or 'lrelu' (negative slope ``slope``). ``out``: a spent tensor of the
-        result's shape and layout the fast path may write into (saves fresh pages for big frames);
-        ignored elsewhere. Elsewhere (training, other devices, dtypes) the steps run as separate
-        ops, so results and gradients equal those of the unfused modules.
+        ``x``: a tensor or a list of tensors to concatenate along channels (the Winograd path reads
+        them without the copy). ``act``: None, 'relu' or 'lrelu' (negative slope ``slope``).
+        ``out``: a spent tensor of the result's shape and layout the fast path may write into (saves
+        fresh pages for big frames); ignored elsewhere. Elsewhere (training, other devices, dtypes)
+        the steps run as separate ops, so results and gradients equal those of the unfused modules.
         """
-        if fast_path(self, x, conv_impl()) == "winograd" and (residual is None or not residual.requires_grad):
-            n, _, h, w = x.shape
+        parts = [x] if isinstance(x, Tensor) else list(x)
+        impl = conv_impl()
+        fast = all(fast_path(self, p, impl) == "winograd" for p in parts)
+        if fast and (residual is None or not residual.requires_grad):
+            n, _, h, w = parts[0].shape
             shape = (n, self.out_channels // (shuffle * shuffle), h * shuffle, w * shuffle)
-            fmt = output_format(x, self.weight)
+            cl = any(output_format(p, self.weight) == torch.channels_last for p in parts)
+            fmt = torch.channels_last if cl else torch.contiguous_format
             if out is not None and (tuple(out.shape) != shape or not out.is_contiguous(memory_format=fmt)):
                 out = None
             return winograd_conv3x3(
-                x, self.weight, self.bias, act=act, slope=slope, residual=residual, shuffle=shuffle, out=out
+                parts if len(parts) > 1 else parts[0],
+                self.weight,
+                self.bias,
+                act=act,
+                slope=slope,
+                residual=residual,
+                shuffle=shuffle,
+                out=out,
             )
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         out = self(x)
         if act == "relu":
             out = F.relu(out, inplace=True)
@@ -254,9 +268,15 @@ class Conv2d(nn.Conv2d):
         return out.add_(residual) if act is None and shuffle == 1 else out + residual
 
 
-def run_sequential(seq: nn.Sequential, x: Tensor) -> Tensor:
-    """``seq(x)``, with each ``Conv2d`` followed by a ``ReLU``/``LeakyReLU`` run as one fused call."""
+def run_sequential(seq: nn.Sequential, x: Tensor | Sequence[Tensor]) -> Tensor:
+    """``seq(x)``, with each ``Conv2d`` followed by a ``ReLU``/``LeakyReLU`` run as one fused call.
+
+    ``x`` may be a list of tensors: ``seq(torch.cat(x, 1))``, the concatenation fused into a first
+    ``Conv2d`` on the Winograd path.
+    """
     mods = list(seq)
+    if not isinstance(x, Tensor) and not (mods and isinstance(mods[0], Conv2d)):
+        x = torch.cat(list(x), dim=1)
     i = 0
     while i < len(mods):
         mod = mods[i]

@@ -18,9 +18,11 @@ through the transforms; the tests bound it), so this path serves inference only.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -126,7 +128,7 @@ def winograd_available() -> bool:
 
 
 def winograd_conv3x3(
-    x: Tensor,
+    x: Tensor | Sequence[Tensor],
     weight: Tensor,
     bias: Tensor | None = None,
     act: str | None = None,
@@ -142,11 +144,17 @@ def winograd_conv3x3(
     or None. ``shuffle=r > 1`` fuses ``F.pixel_shuffle(., r)`` (applied before the residual):
     the result is (n, c_out / r^2, r * h, r * w). ``out``: a tensor of the result's shape and the
     memory format (:func:`output_format`) to write into (else a new one). Float32 CPU tensors, 3x3 weight.
+    ``x`` may be a list of tensors (n, c_i, h, w): the convolution of their channel concatenation,
+    without materialising it (the kernel gathers from each).
     """
     lib = load_winograd_kernel()
     if lib is None:
         raise RuntimeError("the Winograd kernel is not available (no C compiler?)")
-    n, c_in, h, w = x.shape
+    parts = [x] if isinstance(x, Tensor) else list(x)
+    n, _, h, w = parts[0].shape
+    if any(p.dim() != 4 or p.shape[0] != n or p.shape[2:] != (h, w) for p in parts):
+        raise ValueError(f"inputs {[tuple(p.shape) for p in parts]} differ in batch or size")
+    c_in = sum(p.shape[1] for p in parts)
     c_out = weight.shape[0]
     if weight.shape[1:] != (c_in, 3, 3):
         raise ValueError(f"weight {tuple(weight.shape)} does not fit a 3x3 convolution of {c_in} channels")
@@ -156,9 +164,15 @@ def winograd_conv3x3(
     if tile not in TILES:
         raise ValueError(f"tile={tile}: F(m x m, 3x3) exists for m in {TILES}")
     u = _cached_transform(weight, shuffle, tile)
-    fmt = output_format(x, weight)
-    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-        x = x.contiguous(memory_format=fmt)  # the kernel reads either layout
+    cl = any(_channels_last(p) for p in parts) or _channels_last(weight)
+    fmt = torch.channels_last if cl else torch.contiguous_format  # as output_format, over all inputs
+    # the kernel reads either layout, input by input
+    parts = [
+        p
+        if p.is_contiguous() or p.is_contiguous(memory_format=torch.channels_last)
+        else p.contiguous(memory_format=fmt)
+        for p in parts
+    ]
     shape = (n, c_out // (shuffle * shuffle), h * shuffle, w * shuffle)
     if out is not None and (
         tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous(memory_format=fmt)
@@ -181,24 +195,25 @@ def winograd_conv3x3(
     tile_rows = -(-h // tile)
     workers = max(1, torch.get_num_threads())
     step = max(1, -(-tile_rows // (workers * _TASKS_PER_WORKER)))
-    xs, ys = x.stride(), y.stride()  # strides (n, c, h, w), in elements
+    ys = y.stride()  # strides (n, c, h, w), in elements
+    # per input: channels and (channel, row, column) strides, in elements
+    info = (ctypes.c_int64 * (4 * len(parts)))(*[v for p in parts for v in (p.shape[1], *p.stride()[1:])])
 
     def run(job: int) -> None:
         img, t0 = divmod(job, tile_rows)
         buf = _worker_buffer(1, scratch, torch.float32)
+        ptrs = (ctypes.c_void_p * len(parts))(*[p[img].data_ptr() for p in parts])
         lib.wino_f32(
-            x[img].data_ptr(),
+            ptrs,
+            info,
+            len(parts),
             u.data_ptr(),
             None if b is None else b.data_ptr(),
             None if res is None else res[img].data_ptr(),
             y[img].data_ptr(),
             h,
             w,
-            c_in,
             c_out,
-            xs[1],
-            xs[2],
-            xs[3],
             ys[1],
             ys[2],
             ys[3],

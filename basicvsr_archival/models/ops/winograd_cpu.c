@@ -17,7 +17,8 @@
  * tile row, so that every intermediate of a block stays in the L2 cache:
  *
  *   1. gather the block's a input rows (with the zero border) into P (rows, cols, c_in8), any
- *      input layout (strides given), channels padded to a multiple of 8 with zeros;
+ *      input layout (strides given), from one or several inputs side by side (a fused channel
+ *      concatenation), channels padded to a multiple of 8 with zeros;
  *   2. input transform, 8 channels per vector: V (a^2, tb, c_in8);
  *   3. a^2 GEMMs with a 6-tile x 16-channel register block: M (a^2, tb, cc), for chunks of cc <= 64
  *      output channels (V is reused across chunks, M stays small);
@@ -162,7 +163,8 @@ static void block_gemm(const float *restrict V, const float *restrict U, float *
 }
 
 /*
- * x: input image (c_in, h, w) at strides (xsc, xsy, xsx); y and res (may be NULL): output and
+ * xs[0 .. nin): input images, concatenated along channels: image i has xinfo[4i] channels at
+ * strides xinfo[4i + 1 .. 4i + 3] (channel, row, column); y and res (may be NULL): output and
  * residual (c_out, h, w) at strides (ysc, ysy, ysx); u: (a^2, cin8, cout16); bias: c_out or NULL.
  * m: output tile size, 4 or 6 (a = m + 2). act: 0 none, 1 ReLU, 2 LeakyReLU(slope);
  * y = act(conv(x) + bias) + res.  shuf > 1: y and res are the pixel-shuffled output
@@ -174,12 +176,13 @@ int64_t wino_scratch_floats(int64_t m, int64_t tb, int64_t cin8, int64_t cout16)
     return a * (m * tb + 2) * cin8 + a * a * tb * cin8 + a * a * tb * cc + m * m * tb * cc + 64;
 }
 
-void wino_f32(const float *restrict x, const float *restrict u, const float *restrict bias,
-              const float *restrict res, float *restrict y, int64_t h, int64_t w, int64_t cin, int64_t cout,
-              int64_t xsc, int64_t xsy, int64_t xsx, int64_t ysc, int64_t ysy, int64_t ysx, int64_t m,
-              int64_t act, float slope, int64_t shuf, int64_t tb, float *restrict scratch, int64_t ty0,
-              int64_t ty1) {
+void wino_f32(const float *const *xs, const int64_t *xinfo, int64_t nin, const float *restrict u,
+              const float *restrict bias, const float *restrict res, float *restrict y, int64_t h, int64_t w,
+              int64_t cout, int64_t ysc, int64_t ysy, int64_t ysx, int64_t m, int64_t act, float slope,
+              int64_t shuf, int64_t tb, float *restrict scratch, int64_t ty0, int64_t ty1) {
     if (m != 4 && m != 6) return;
+    int64_t cin = 0;
+    for (int64_t i = 0; i < nin; ++i) cin += xinfo[4 * i];
     const int64_t a = m + 2, np = a * a;
     const int64_t cs = cout / (shuf * shuf); /* channels after the pixel shuffle */
     const int64_t cin8 = (cin + 7) / 8 * 8, cout16 = (cout + 15) / 16 * 16;
@@ -202,13 +205,18 @@ void wino_f32(const float *restrict x, const float *restrict u, const float *res
                 if (iy < 0 || iy >= h) continue;
                 const int64_t c0 = ox - 1 < 0 ? 1 : 0;
                 const int64_t c1 = ox - 1 + ncol > w ? w - (ox - 1) : ncol;
-                float *pr = P + r * pw * cin8;
-                const float *xr = x + iy * xsy + (ox - 1) * xsx;
-                if (xsc == 1) {
-                    for (int64_t j = c0; j < c1; ++j) memcpy(pr + j * cin8, xr + j * xsx, (size_t)cin * sizeof(float));
-                } else {
-                    for (int64_t c = 0; c < cin; ++c)
-                        for (int64_t j = c0; j < c1; ++j) pr[j * cin8 + c] = xr[c * xsc + j * xsx];
+                /* the inputs' channels side by side (a fused torch.cat along channels) */
+                for (int64_t i = 0, cofs = 0; i < nin; cofs += xinfo[4 * i], ++i) {
+                    const int64_t ci = xinfo[4 * i], xsc = xinfo[4 * i + 1], xsy = xinfo[4 * i + 2];
+                    const int64_t xsx = xinfo[4 * i + 3];
+                    float *pr = P + r * pw * cin8 + cofs;
+                    const float *xr = xs[i] + iy * xsy + (ox - 1) * xsx;
+                    if (xsc == 1) {
+                        for (int64_t j = c0; j < c1; ++j) memcpy(pr + j * cin8, xr + j * xsx, (size_t)ci * sizeof(float));
+                    } else {
+                        for (int64_t c = 0; c < ci; ++c)
+                            for (int64_t j = c0; j < c1; ++j) pr[j * cin8 + c] = xr[c * xsc + j * xsx];
+                    }
                 }
             }
             /* 2. input transform: V[i * a + k][t][c] = (B^T d_t B)[i][k] */

@@ -145,3 +145,16 @@ def test_run_sequential_equals_the_sequential():
     x = torch.randn(1, 8, 13, 10)
     with torch.no_grad():
         assert (run_sequential(seq, x) - seq(x)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("impl", ["native", "auto"])
+def test_sequential_and_fused_take_a_list_of_inputs(monkeypatch, impl):
+    monkeypatch.setenv("BASICVSR_CONV_IMPL", impl)
+    torch.manual_seed(8)
+    seq = nn.Sequential(Conv2d(12, 16, 3, 1, 1), nn.LeakyReLU(0.1), Conv2d(16, 16, 3, 1, 1)).eval()
+    parts = [torch.randn(1, 4, 10, 11), torch.randn(1, 8, 10, 11)]
+    with torch.no_grad():
+        ref = seq(torch.cat(parts, 1))
+        assert (run_sequential(seq, parts) - ref).abs().max().item() < 1e-4
+        fused = seq[0].forward_fused(parts, "lrelu", 0.1)
+        assert (fused - F.leaky_relu(seq[0](torch.cat(parts, 1)), 0.1)).abs().max().item() < 1e-4

@@ -122,3 +122,18 @@ def test_transform_weight_shape_and_padding():
     g = torch.arange(9.0).view(1, 1, 3, 3)
     assert transform_weight(g)[0, 0, 0].item() == pytest.approx(0.0)
     assert transform_weight(g + 1)[0, 0, 0].item() == pytest.approx(1 / 16)
+
+
+def test_list_input_is_the_channel_concatenation():
+    # several inputs (mixed layouts, one strided view) = the conv of their torch.cat, without the copy
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(2, 64, 9, 14, generator=gen).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(2, 3, 9, 14, generator=gen)
+    c = torch.randn(2, 5, 9, 28, generator=gen)[..., ::2]  # neither layout: copied first
+    weight = torch.randn(32, 72, 3, 3, generator=gen) / 24
+    got = winograd_conv3x3([a, b, c], weight, None, act="relu")
+    ref = F.relu(F.conv2d(torch.cat([a, b, c], 1), weight, padding=1))
+    assert got.is_contiguous(memory_format=torch.channels_last)  # one channels-last input decides
+    assert (got - ref).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="differ"):
+        winograd_conv3x3([a, b[:, :, :8]], weight[:, :67], None)
