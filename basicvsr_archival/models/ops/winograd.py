@@ -92,6 +92,8 @@ def _shuffle_order(t: Tensor, r: int) -> Tensor:
 
 def _cached_transform(weight: Tensor, shuffle: int, tile: int) -> Tensor:
     """The transformed ``weight`` (shuffle-ordered), once per tensor and version (dropped with it)."""
+    if weight.is_inference():  # no version counter to invalidate a cached transform by: recompute
+        return transform_weight(_shuffle_order(weight.detach(), shuffle) if shuffle > 1 else weight, tile)
     key = (id(weight), shuffle, tile)
     with _cache_lock:
         hit = _cache.get(key)
@@ -137,10 +139,10 @@ def winograd_available() -> bool:
     if load_winograd_kernel() is None:
         return False
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 12, 7, 9, generator=gen)
-    weight = torch.randn(16, 12, 3, 3, generator=gen) / 10
-    bias = torch.randn(16, generator=gen)
-    with torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors even if called in inference mode
+        x = torch.randn(1, 12, 7, 9, generator=gen)
+        weight = torch.randn(16, 12, 3, 3, generator=gen) / 10
+        bias = torch.randn(16, generator=gen)
         ref = F.conv2d(x, weight, bias, padding=1)
         for tile in TILES:
             for xx in (x, x.contiguous(memory_format=torch.channels_last)):

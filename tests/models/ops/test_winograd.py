@@ -1,5 +1,8 @@
 """Winograd F(4x4, 3x3) / F(6x6, 3x3): F.conv2d numbers in both layouts, fused epilogues, buffers, cache."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -137,3 +140,28 @@ def test_list_input_is_the_channel_concatenation():
     assert (got - ref).abs().max().item() < 1e-4
     with pytest.raises(ValueError, match="differ"):
         winograd_conv3x3([a, b[:, :, :8]], weight[:, :67], None)
+
+
+def test_first_use_inside_inference_mode(tmp_path):
+    # a fresh process whose first convolution runs in inference mode (as the demo and benchmarks do)
+    code = (
+        "import torch\n"
+        "from basicvsr_archival.models.ops.fast_conv import Conv2d, fast_path\n"
+        "with torch.inference_mode():\n"
+        "    conv = Conv2d(8, 16, 3, 1, 1)  # inference-tensor parameters: no version counter\n"
+        "    x = torch.randn(1, 8, 9, 10)\n"
+        "    ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)\n"
+        "    print(fast_path(conv, x, 'auto'), float((conv(x) - ref).abs().max()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    path, err = out.stdout.split()
+    assert path == "winograd" and float(err) < 1e-4
+
+
+def test_inference_tensor_weights_are_not_cached():
+    x, weight, bias = _case(1, 8, 16, 8, 8, seed=5)
+    with torch.inference_mode():
+        w_inf = weight.clone()
+        got = winograd_conv3x3(x, w_inf, bias)
+    assert (id(w_inf), 1, default_tile()) not in winograd._cache
+    assert (got - F.conv2d(x, weight, bias, padding=1)).abs().max().item() < 1e-4
