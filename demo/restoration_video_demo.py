@@ -23,39 +23,14 @@ try:
 except ImportError:  # run from a checkout that is not installed: use the repo root beside demo/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from basicvsr_archival.utils.cli import guarded_main
+from basicvsr_archival.utils.cli import guarded_main, int_at_least, parse_int
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-def _count(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _window(text: str) -> int:
     """argparse type: 0 or an odd integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    value = parse_int(text)
     if value < 0 or (value > 0 and value % 2 == 0):
         raise argparse.ArgumentTypeError(f"must be 0 (recurrent) or an odd number, got {value}")
     return value
@@ -99,14 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-seq-len",
-        type=_count,
+        type=int_at_least(1),
         default=None,
         metavar="N",
         help="recurrent mode: restore in chunks of N frames to bound memory (default: whole sequence)",
     )
     parser.add_argument(
         "--overlap",
-        type=_non_negative,
+        type=int_at_least(0),
         default=None,
         metavar="N",
         help="with --max-seq-len: N frames of context on each side of a chunk, restored but not kept, so "

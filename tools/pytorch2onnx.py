@@ -27,21 +27,10 @@ except ImportError:  # run from a checkout that is not installed: use the repo r
 
 from mmengine.config import DictAction
 
-from basicvsr_archival.utils.cli import guarded_main
+from basicvsr_archival.utils.cli import guarded_main, int_at_least
 
 DEFAULT_NUM_FRAMES = 10  # = basicvsr_archival.apis.onnx_export.DEFAULT_NUM_FRAMES (imported lazily)
 DEFAULT_OPSET = 18
-
-
-def _positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", metavar="OUT.onnx", help="ONNX file to write (replaced if it exists)")
     parser.add_argument(
         "--num-frames",
-        type=_positive,
+        type=int_at_least(1),
         default=DEFAULT_NUM_FRAMES,
         metavar="T",
         help=f"frames per chunk, fixed in the graph (default {DEFAULT_NUM_FRAMES}); export time and "
@@ -73,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--height",
-        type=_positive,
+        type=int_at_least(1),
         metavar="H",
         help="frame height of the example input; the only accepted one with --no-dynamic-hw "
         "(default: the --verify frames' height, else 64)",
     )
-    parser.add_argument("--width", type=_positive, metavar="W", help="frame width, as --height")
+    parser.add_argument("--width", type=int_at_least(1), metavar="W", help="frame width, as --height")
     parser.add_argument(
         "--dynamic-hw",
         action=argparse.BooleanOptionalAction,
@@ -88,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--opset",
-        type=_positive,
+        type=int_at_least(1),
         default=DEFAULT_OPSET,
         metavar="N",
         help=f"ONNX opset (default {DEFAULT_OPSET}; the dynamo exporter needs >= 18, torchscript >= 17)",

@@ -7,6 +7,26 @@ import sys
 from collections.abc import Callable
 
 
+def parse_int(text: str) -> int:
+    """``int(text)`` for an argparse type, with argparse's one-line error for anything else."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum`` (``must be >= 1, got 0`` otherwise)."""
+
+    def parse(text: str) -> int:
+        value = parse_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def guarded_main(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run ``run(args)``; turn failures into one ``error: ...`` line on stderr and exit code 1.
 
