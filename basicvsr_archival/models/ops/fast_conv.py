@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .winograd import output_format, winograd_available, winograd_conv3x3
+from .winograd import out_fits, winograd_available, winograd_conv3x3
 
 CONV_IMPLS = ("auto", "native", "nnpack", "winograd")
 _ENV = "BASICVSR_CONV_IMPL"
@@ -82,9 +82,9 @@ def fast_path(conv: nn.Conv2d, x: Tensor, impl: str) -> str | None:
     ``'winograd'`` take the Winograd kernel (:mod:`.winograd`, either layout) for 'same' 3x3 layers
     with at least 16 outputs or a channels-last input; ``impl='nnpack'`` takes NNPACK wherever it
     applies. ``'auto'`` else only where it measured faster than oneDNN, on NCHW inputs (an NHWC one
-    would need a copy):
-    NNPACK for larger kernels (SPyNet's 7x7), and 'gemm' (:func:`_gemm_shift_conv`) for 'same' 3x3
-    layers with fewer outputs (the 64->3 ``conv_last`` at 720p: 106 ms vs 220 ms direct).
+    would need a copy): NNPACK for larger kernels (SPyNet's 7x7), and 'gemm'
+    (:func:`_gemm_shift_conv`) for 'same' 3x3 layers with fewer outputs (the 64->3 ``conv_last`` at
+    720p: 106 ms vs 220 ms direct).
     """
     if impl == "native":
         return None
@@ -236,11 +236,7 @@ class Conv2d(nn.Conv2d):
         impl = conv_impl()
         fast = all(fast_path(self, p, impl) == "winograd" for p in parts)
         if fast and (residual is None or not residual.requires_grad):
-            n, _, h, w = parts[0].shape
-            shape = (n, self.out_channels // (shuffle * shuffle), h * shuffle, w * shuffle)
-            cl = any(output_format(p, self.weight) == torch.channels_last for p in parts)
-            fmt = torch.channels_last if cl else torch.contiguous_format
-            if out is not None and (tuple(out.shape) != shape or not out.is_contiguous(memory_format=fmt)):
+            if out is not None and not out_fits(out, parts, self.weight, shuffle):
                 out = None
             return winograd_conv3x3(
                 parts if len(parts) > 1 else parts[0],

@@ -92,14 +92,15 @@ def _shuffle_order(t: Tensor, r: int) -> Tensor:
 
 def _cached_transform(weight: Tensor, shuffle: int, tile: int) -> Tensor:
     """The transformed ``weight`` (shuffle-ordered), once per tensor and version (dropped with it)."""
+    ordered = _shuffle_order(weight.detach(), shuffle) if shuffle > 1 else weight
     if weight.is_inference():  # no version counter to invalidate a cached transform by: recompute
-        return transform_weight(_shuffle_order(weight.detach(), shuffle) if shuffle > 1 else weight, tile)
+        return transform_weight(ordered, tile)
     key = (id(weight), shuffle, tile)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and hit[0]() is weight and hit[1] == weight._version:
             return hit[2]
-    u = transform_weight(_shuffle_order(weight.detach(), shuffle) if shuffle > 1 else weight, tile)
+    u = transform_weight(ordered, tile)
 
     def drop(_ref: weakref.ref, key: tuple[int, int, int] = key) -> None:
         with _cache_lock:
@@ -116,9 +117,24 @@ def _channels_last(t: Tensor) -> bool:
     return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
-def output_format(x: Tensor, weight: Tensor) -> torch.memory_format:
-    """Memory format of a conv output as PyTorch picks it: channels-last if the input or the weight is."""
-    return torch.channels_last if _channels_last(x) or _channels_last(weight) else torch.contiguous_format
+def output_spec(
+    x: Tensor | Sequence[Tensor], weight: Tensor, shuffle: int = 1
+) -> tuple[tuple[int, int, int, int], torch.memory_format]:
+    """Shape and memory format of ``winograd_conv3x3(x, weight, shuffle=shuffle)``'s result.
+
+    The format is PyTorch's rule for convolutions: channels-last if an input or the weight is.
+    """
+    parts = [x] if isinstance(x, Tensor) else list(x)
+    n, _, h, w = parts[0].shape
+    cl = any(_channels_last(p) for p in parts) or _channels_last(weight)
+    shape = (n, weight.shape[0] // (shuffle * shuffle), h * shuffle, w * shuffle)
+    return shape, torch.channels_last if cl else torch.contiguous_format
+
+
+def out_fits(out: Tensor, x: Tensor | Sequence[Tensor], weight: Tensor, shuffle: int = 1) -> bool:
+    """Whether ``out`` can hold ``winograd_conv3x3(x, weight, shuffle=shuffle)``: shape, dtype, format."""
+    shape, fmt = output_spec(x, weight, shuffle)
+    return tuple(out.shape) == shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=fmt)
 
 
 def default_tile() -> int:
@@ -169,7 +185,7 @@ def winograd_conv3x3(
     ``act`` is None, 'relu' or 'lrelu' (negative slope ``slope``); ``residual`` (n, c_out, h, w)
     or None. ``shuffle=r > 1`` fuses ``F.pixel_shuffle(., r)`` (applied before the residual):
     the result is (n, c_out / r^2, r * h, r * w). ``out``: a tensor of the result's shape and the
-    memory format (:func:`output_format`) to write into (else a new one). Float32 CPU tensors, 3x3 weight.
+    memory format (:func:`output_spec`) to write into (else a new one). Float32 CPU tensors, 3x3 weight.
     ``x`` may be a list of tensors (n, c_i, h, w): the convolution of their channel concatenation,
     without materialising it (the kernel gathers from each).
     """
@@ -190,8 +206,7 @@ def winograd_conv3x3(
     if tile not in TILES:
         raise ValueError(f"tile={tile}: F(m x m, 3x3) exists for m in {TILES}")
     u = _cached_transform(weight, shuffle, tile)
-    cl = any(_channels_last(p) for p in parts) or _channels_last(weight)
-    fmt = torch.channels_last if cl else torch.contiguous_format  # as output_format, over all inputs
+    shape, fmt = output_spec(parts, weight, shuffle)
     # the kernel reads either layout, input by input
     parts = [
         p
@@ -199,10 +214,7 @@ def winograd_conv3x3(
         else p.contiguous(memory_format=fmt)
         for p in parts
     ]
-    shape = (n, c_out // (shuffle * shuffle), h * shuffle, w * shuffle)
-    if out is not None and (
-        tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous(memory_format=fmt)
-    ):
+    if out is not None and not out_fits(out, parts, weight, shuffle):
         raise ValueError(f"out {tuple(out.shape)} is not a float32 {shape} tensor in the output layout")
     y = torch.empty(shape, dtype=torch.float32, memory_format=fmt) if out is None else out
     res = None
