@@ -243,6 +243,8 @@ void wino_f32(const float *const *xs, const int64_t *xinfo, int64_t nin, const f
                 /* 3. the a^2 GEMMs of this chunk of output channels */
                 block_gemm(V, u, M, np, tb, nt6, cin8, cout16, cb0, cb1);
                 /* 4. output transform + bias: O[r][m * t + q][c - cb0] */
+                float bpad[COUT_CHUNK] = {0}; /* the chunk's bias, zero past c_out */
+                for (int64_t k = 0; bias && k < cc && cb0 + k < cout; ++k) bpad[k] = bias[cb0 + k];
                 for (int64_t t = 0; t < nt; ++t) {
                     for (int64_t c = 0; c < cc; c += 8) {
                         v8 mm[64], s[48], o[36];
@@ -254,9 +256,7 @@ void wino_f32(const float *const *xs, const int64_t *xinfo, int64_t nin, const f
                             for (int i = 0; i < 8; ++i) at8(mm + 8 * i, 1, s + 6 * i, 1);
                             for (int q = 0; q < 6; ++q) at8(s + q, 6, o + q, 6);
                         }
-                        float bb[8] = {0};
-                        for (int k = 0; k < 8 && bias && cb0 + c + k < cout; ++k) bb[k] = bias[cb0 + c + k];
-                        const v8 b = ld(bb);
+                        const v8 b = ld(bpad + c);
                         for (int r = 0; r < m; ++r)
                             for (int q = 0; q < m; ++q) st(O + (r * m * tb + m * t + q) * cc + c, o[r * m + q] + b);
                     }
