@@ -23,6 +23,19 @@ def reds_demo_dir(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def reds_crop(reds_demo_dir: Path):
+    """``reds_crop(num_frames, top, left, h, w)``: the first REDS demo frames (RGB uint8) cropped to h x w."""
+    import cv2
+
+    def crop(num_frames: int, top: int, left: int, h: int, w: int) -> list:
+        files = sorted(reds_demo_dir.glob("*.png"))[:num_frames]
+        rgb = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+        return [frame[top : top + h, left : left + w] for frame in rgb]
+
+    return crop
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     """Root of this repository."""
     return REPO_ROOT

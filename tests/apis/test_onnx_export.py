@@ -14,7 +14,6 @@ import os
 import stat
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -40,15 +39,6 @@ TINY_CONFIG = REPO_ROOT / "configs" / "tiny_basicvsrpp_c8n1.py"
 TOL = 1e-3  # the issue's criterion: ONNX output within 1e-3 of PyTorch's on real frames
 
 
-def real_clip(reds_demo_dir: Path, num_frames: int, top: int, left: int, h: int, w: int) -> torch.Tensor:
-    """(1, T, 3, h, w) crop of the first REDS demo frames, in [0, 1]."""
-    files = sorted(reds_demo_dir.glob("*.png"))[:num_frames]
-    frames = [
-        cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)[top : top + h, left : left + w] for f in files
-    ]
-    return frames_to_tensor(frames)
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(one_torch_thread):
     """This module runs single-threaded (``one_torch_thread`` in tests/conftest.py)."""
@@ -62,9 +52,9 @@ def model(lively_tiny_model) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def clip(reds_demo_dir: Path) -> torch.Tensor:
-    """Three real frames cropped to 64x96 (where the clip has texture and motion)."""
-    return real_clip(reds_demo_dir, 3, 40, 100, 64, 96)
+def clip(reds_crop) -> torch.Tensor:
+    """(1, 3, 3, 64, 96): three real frames cropped where the clip has texture and motion, in [0, 1]."""
+    return frames_to_tensor(reds_crop(3, 40, 100, 64, 96))
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +99,9 @@ def test_export_file_is_self_contained(fixed_export):
     assert (spec.batch_size, spec.num_frames, spec.height, spec.width) == (1, 3, 64, 96)
 
 
-def test_fixed_size_refuses_other_sizes(fixed_export, reds_demo_dir):
+def test_fixed_size_refuses_other_sizes(fixed_export, reds_crop):
     """Another frame size or chunk length gets a one-line error naming the file and the accepted size."""
-    other = real_clip(reds_demo_dir, 3, 0, 0, 72, 100)
+    other = frames_to_tensor(reds_crop(3, 0, 0, 72, 100))
     with pytest.raises(OnnxExportError, match=r"takes 96x64 frames only \(fixed-size export\), got 100x72"):
         run_onnx(fixed_export.path, other)
     with pytest.raises(OnnxExportError, match="takes chunks of 3 frames, got 2"):

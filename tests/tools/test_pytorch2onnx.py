@@ -42,14 +42,6 @@ def _tool():
     return module
 
 
-def real_frames(reds_demo_dir: Path, top: int, left: int, h: int, w: int) -> list:
-    """The first T REDS demo frames (RGB uint8) cropped to h x w."""
-    files = sorted(reds_demo_dir.glob("*.png"))[:T]
-    return [
-        cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)[top : top + h, left : left + w] for f in files
-    ]
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(one_torch_thread):
     """This module runs single-threaded (``one_torch_thread`` in tests/conftest.py)."""
@@ -63,12 +55,12 @@ def model(lively_tiny_model) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def cli_export(model, reds_demo_dir, tmp_path_factory):
+def cli_export(model, reds_crop, tmp_path_factory):
     """Run the CLI (default: dynamic H/W) with --verify on a folder of 64x96 real frames."""
     work = tmp_path_factory.mktemp("pytorch2onnx")
     frames_dir = work / "frames"
     frames_dir.mkdir()
-    for i, frame in enumerate(real_frames(reds_demo_dir, 40, 100, 64, 96)):
+    for i, frame in enumerate(reds_crop(T, 40, 100, 64, 96)):
         cv2.imwrite(str(frames_dir / f"{i:08d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     ckpt = work / "tiny.pth"
     state = {f"generator.{k}": v for k, v in model.generator.state_dict().items()}
@@ -83,7 +75,7 @@ def cli_export(model, reds_demo_dir, tmp_path_factory):
     return dict(rc=rc, out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue(), frames_dir=frames_dir)
 
 
-def test_cli_exports_and_verifies_on_real_frames(cli_export, model, reds_demo_dir):
+def test_cli_exports_and_verifies_on_real_frames(cli_export, model, reds_crop):
     """Exit 0, a dynamic-size file, the printed verification within 1e-3 and matching our own check."""
     assert cli_export["rc"] == 0, cli_export["stderr"]
     out: Path = cli_export["out"]
@@ -96,16 +88,16 @@ def test_cli_exports_and_verifies_on_real_frames(cli_export, model, reds_demo_di
     assert printed <= TOL
     spec = onnx_input_spec(onnx_session(out))
     assert (spec.batch_size, spec.num_frames, spec.height, spec.width) == (1, T, None, None)
-    clip = frames_to_tensor(real_frames(reds_demo_dir, 40, 100, 64, 96))
+    clip = frames_to_tensor(reds_crop(T, 40, 100, 64, 96))
     got = torch.from_numpy(run_onnx(out, clip))
     ref = pytorch_output(model, clip)
     assert got.shape == ref.shape == (1, T, 3, 256, 384)
     assert float((got - ref).abs().max()) <= TOL
 
 
-def test_dynamic_onnx_second_size(cli_export, model, reds_demo_dir, lively_tiny_model):
+def test_dynamic_onnx_second_size(cli_export, model, reds_crop, lively_tiny_model):
     """The same file on 72x100 real frames (not a multiple of 32): right shape, within 1e-3, sensitive."""
-    clip = frames_to_tensor(real_frames(reds_demo_dir, 60, 150, 72, 100))
+    clip = frames_to_tensor(reds_crop(T, 60, 150, 72, 100))
     got = torch.from_numpy(run_onnx(cli_export["out"], clip))
     ref = pytorch_output(model, clip)
     assert got.shape == ref.shape == (1, T, 3, 288, 400)
