@@ -4,7 +4,8 @@ Each kernel is plain C with no Python or torch headers, so the system C compiler
 in about a second on first use; each shared object is cached under
 ``$BASICVSR_CACHE_DIR`` (default ``~/.cache/basicvsr_archival``), keyed by the source, the
 compiler flags and the CPU, and loaded with ``ctypes``.  Where no compiler is found the
-loader returns ``None`` and the deformable convolution uses its pure-PyTorch path.
+loader returns ``None``: the deformable convolution then uses its pure-PyTorch path and the
+convolutions their NNPACK / oneDNN paths.
 """
 
 from __future__ import annotations
