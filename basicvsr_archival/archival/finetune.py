@@ -28,7 +28,9 @@ import math
 import os
 import re
 import secrets
+import sys
 import time
+import zipfile
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -53,6 +55,12 @@ _INT_MINIMA = dict(
     max_iters=0, clip_length=2, patch_size=16, batch_size=1, num_workers=0, held_out_frames=0, eval_frames=0,
     checkpoint_interval=1, log_interval=1,
 )  # fmt: skip
+
+_FLOAT_RANGES = {  # name: (low, high, low allowed, wording)
+    "max_seconds": (0.0, math.inf, False, "> 0"),
+    "lr": (0.0, math.inf, False, "> 0"),
+    "eta_min_ratio": (0.0, 1.0, True, "in [0, 1]"),
+}
 
 
 class FinetuneError(ArchiveError):
@@ -87,13 +95,25 @@ class FinetuneSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise FinetuneError(f"finetune.{name} must be an int >= {low}, got {v!r}")
-        if not (float(self.max_seconds) > 0 and float(self.lr) > 0 and 0 <= float(self.eta_min_ratio) <= 1):
-            raise FinetuneError("finetune.max_seconds and finetune.lr must be > 0, eta_min_ratio in [0, 1]")
+        for name, (low, high, low_ok, text) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if not (number and (low < v or (low_ok and v == low)) and v <= high):
+                raise FinetuneError(f"finetune.{name} must be a number {text}, got {v!r}")
+        for name in ("enabled", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise FinetuneError(f"finetune.{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise FinetuneError(f"finetune.seed must be an int, got {self.seed!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise FinetuneError(
                 f"finetune.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
             )
-        object.__setattr__(self, "frozen", tuple(str(f) for f in self.frozen))
+        if not isinstance(self.frozen, list | tuple) or not all(isinstance(f, str) for f in self.frozen):
+            raise FinetuneError(
+                f"finetune.frozen must be a list of parameter name fragments, got {self.frozen!r}"
+            )
+        object.__setattr__(self, "frozen", tuple(self.frozen))
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> FinetuneSettings:
@@ -398,6 +418,57 @@ def _trust_own_checkpoint(path: Path | None) -> Iterator[None]:
         yield
 
 
+# ------------------------------------------------------------------------------------------ resuming
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint ``path`` cannot be read (missing, truncated, a CRC mismatch), or None if intact.
+
+    torch saves zip archives with a CRC-32 per member: every member is read back and checked.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except FileNotFoundError:
+        return "missing"
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        return f"truncated or corrupt: {exc}"
+    return f"corrupt: member {bad} fails its CRC check" if bad is not None else None
+
+
+def _iteration(path: Path) -> int:
+    """N of ``iter_N.pth`` (-1 for other names)."""
+    m = re.fullmatch(r"iter_(\d+)\.pth", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def resume_checkpoint(work: Path) -> Path | None:
+    """The checkpoint to resume fine-tuning in ``work`` from, or None to start from ``init.pth``.
+
+    mmengine's ``last_checkpoint`` names its latest checkpoint by absolute path; the file is looked
+    up in ``work`` itself, so a moved work dir resumes too. A truncated or corrupt checkpoint (a kill
+    during a save) is skipped for the newest intact earlier ``iter_N.pth``, with one warning line on
+    stderr; with none intact, fine-tuning starts over (also with a warning).
+    """
+    marker = work / "last_checkpoint"
+    if not marker.is_file():
+        return None
+    latest = work / Path(marker.read_text().strip()).name
+    earlier = sorted(work.glob("iter_*.pth"), key=_iteration, reverse=True)
+    problem = checkpoint_problem(latest)
+    if problem is None:
+        return latest
+    for ckpt in earlier:
+        if ckpt != latest and checkpoint_problem(ckpt) is None:
+            _warn(f"{latest}: checkpoint is {problem}; resuming from the earlier {ckpt.name}")
+            return ckpt
+    _warn(f"{latest}: checkpoint is {problem} and no earlier one is intact; fine-tuning starts over")
+    return None
+
+
+def _warn(message: str) -> None:
+    """One ``warning: ...`` line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 # ------------------------------------------------------------------------------------------ runner config
 def runner_config(
     model_cfg: Mapping[str, Any],
@@ -548,9 +619,9 @@ def finetune_video(
         if not resume:
             raise FinetuneError(f"{work}: holds a finished fine-tuning run; resume or use another work dir")
         return FinetuneResult(result_path, json.loads(stats_path.read_text()))
-    has_ckpt = (work / "last_checkpoint").is_file()
-    if has_ckpt and not resume:
+    if (work / "last_checkpoint").is_file() and not resume:
         raise FinetuneError(f"{work}: holds checkpoints of an earlier run; resume it or use another work dir")
+    resume_from = resume_checkpoint(work)
     work.mkdir(parents=True, exist_ok=True)
     if not init_path.is_file():
         state, init_info = initial_state(model_cfg, base_checkpoint, base_allow_extra_keys, settings.seed)
@@ -574,13 +645,12 @@ def finetune_video(
     if settings.active_iters > 0:
         cfg = runner_config(
             model_cfg, lq, gt, work, settings, scale, num_frames, (info.height, info.width),
-            load_from=None if has_ckpt else init_path, resume=has_ckpt,
+            load_from=resume_from or init_path, resume=resume_from is not None,
         )  # fmt: skip
         with _quiet_scope_warnings():
             runner = Runner.from_cfg(Config(cfg))
         hook = FinetuneProgressHook(settings.max_seconds, progress, frozen=settings.frozen)
         runner.register_hook(hook)
-        resume_from = Path((work / "last_checkpoint").read_text().strip()) if has_ckpt else None
         with _trust_own_checkpoint(resume_from):
             runner.train()
         model = runner.model.module if hasattr(runner.model, "module") else runner.model

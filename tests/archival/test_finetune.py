@@ -83,6 +83,50 @@ def test_finetune_trains_freezes_and_resumes(pair, tmp_path):
         finetune_video(TINY, lr, gt, work, _settings(max_iters=3), scale=2, progress=False, resume=False)
 
 
+def _crash_after_checkpoint(res) -> None:
+    """What a kill after the last checkpoint leaves: the checkpoints, without the result files."""
+    res.checkpoint.unlink()
+    (res.checkpoint.parent / "finetune_stats.json").unlink()
+
+
+def _truncate(path: Path) -> None:
+    """Cut a file to half its size (a kill while mmengine was saving it)."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_resume_from_a_moved_work_dir_and_past_a_truncated_checkpoint(pair, tmp_path, capfd):
+    lr, gt = pair
+    first = tmp_path / "ft"
+    res = finetune_video(TINY, lr, gt, first, _settings(), scale=2, progress=False)
+    _crash_after_checkpoint(res)
+    assert str(first) in (first / "last_checkpoint").read_text()  # mmengine stores an absolute path
+
+    work = tmp_path / "moved" / "ft"  # 1. the work dir was moved: resumes from its own iter_2.pth
+    work.parent.mkdir()
+    first.rename(work)
+    res = finetune_video(TINY, lr, gt, work, _settings(max_iters=3), scale=2, progress=False)
+    assert res.stats["resumed_from_iter"] == 2 and res.stats["iters"] == 3
+    assert sorted(p.name for p in work.glob("iter_*.pth")) == ["iter_2.pth", "iter_3.pth"]
+
+    _crash_after_checkpoint(res)  # 2. killed while saving iter_3.pth: back to iter_2.pth, one warning
+    _truncate(work / "iter_3.pth")
+    capfd.readouterr()
+    res = finetune_video(TINY, lr, gt, work, _settings(max_iters=4), scale=2, progress=False)
+    assert res.stats["resumed_from_iter"] == 2 and res.stats["iters"] == 4
+    warning = capfd.readouterr().err.strip().splitlines()[0]
+    assert warning.startswith(f"warning: {work / 'iter_3.pth'}: checkpoint is truncated or corrupt: ")
+    assert warning.endswith("; resuming from the earlier iter_2.pth")
+
+    _crash_after_checkpoint(res)  # 3. no intact checkpoint left: fine-tuning starts over from init.pth
+    for ckpt in work.glob("iter_*.pth"):
+        _truncate(ckpt)
+    res = finetune_video(TINY, lr, gt, work, _settings(max_iters=1), scale=2, progress=False)
+    assert res.stats["resumed_from_iter"] == 0 and res.stats["iters"] == 1
+    warning = capfd.readouterr().err.strip().splitlines()[0]
+    assert warning.startswith(f"warning: {work / 'iter_4.pth'}: checkpoint is truncated or corrupt: ")
+    assert warning.endswith("and no earlier one is intact; fine-tuning starts over")
+
+
 def test_wall_clock_budget_stops_and_holds_across_resume(pair, tmp_path):
     lr, gt = pair
     work = tmp_path / "ft"
@@ -136,6 +180,17 @@ def test_base_checkpoint_must_fit(tmp_path):
 def test_invalid_settings():
     with pytest.raises(FinetuneError, match="clip_length"):
         FinetuneSettings(clip_length=1)
+    for key, value, message in [
+        ("lr", "abc", "finetune.lr must be a number > 0, got 'abc'"),
+        ("lr", 0, "finetune.lr must be a number > 0, got 0"),
+        ("max_seconds", "1e3", "finetune.max_seconds must be a number > 0, got '1e3'"),
+        ("eta_min_ratio", 1.5, r"finetune.eta_min_ratio must be a number in \[0, 1\], got 1.5"),
+        ("enabled", "no", "finetune.enabled must be True or False, got 'no'"),
+        ("frozen", "spynet", "finetune.frozen must be a list of parameter name fragments, got 'spynet'"),
+    ]:
+        with pytest.raises(FinetuneError, match=f"^{message}$"):
+            FinetuneSettings.from_dict({key: value})
+    assert FinetuneSettings(eta_min_ratio=0, frozen=["spynet"]).frozen == ("spynet",)
     with pytest.raises(FinetuneError, match="unknown finetune setting"):
         FinetuneSettings.from_dict({"max_iters": 3, "epochs": 2})
     assert FinetuneSettings(enabled=False).active_iters == 0
