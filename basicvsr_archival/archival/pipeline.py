@@ -12,6 +12,7 @@ and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``stat
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -19,7 +20,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from mmengine.config import Config
 
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
+from basicvsr_archival.utils.lock import exclusive_lock
 
 from . import codec as codec_mod
 from . import finetune as finetune_mod
@@ -50,11 +52,17 @@ STATE_VERSION = 1
 STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "package")
 LR_NAME = "lr.mp4"
 DECODED_NAME = "lr_decoded.mkv"
+WORK_LOCK_NAME = ".lock"  # WORK/.lock, held while a job runs
+LOCK_SUFFIX = ".lock"  # OUT.lock beside the archive, held while a job writes it
 CONFIG_KEYS = ("codec", "model", "base_checkpoint", "base_allow_extra_keys", "finetune", "storage", "restore")
 
 
 class ConfigError(ArchiveError):
     """An archival config is missing, unreadable or inconsistent."""
+
+
+class WorkDirMismatchError(ArchiveError):
+    """The work dir was made for another source, base or settings: it cannot be resumed."""
 
 
 @dataclass
@@ -129,7 +137,7 @@ def load_archival_config(
         finetune = FinetuneSettings.from_dict(dict(cfg.get("finetune") or {}))
         storage = StorageSettings.from_dict(dict(cfg.get("storage") or {}))
         restore = RestoreSettings.from_dict(dict(cfg.get("restore") or {}))
-    except (ArchiveError, codec_mod.CodecError, TypeError) as exc:
+    except (ArchiveError, codec_mod.CodecError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {_first_line(exc)}") from None
     model = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
     gen = model.get("generator") or {}
@@ -173,6 +181,11 @@ def _first_line(exc: BaseException) -> str:
     """First non-empty line of an exception message."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def _notes(exc: BaseException) -> str:
+    """The exception's notes (``add_note``) as ``"; note"`` suffixes of its one-line message."""
+    return "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -254,6 +267,38 @@ def default_work_dir(output: PathLike) -> Path:
     return out.with_name(f"{out.name}.work")
 
 
+def resume_hint(work: PathLike) -> str:
+    """What to do with a work dir that holds an earlier (interrupted or failed) run."""
+    return f"pass --resume to continue, or delete {work} to start over"
+
+
+@contextlib.contextmanager
+def job_locks(out: Path, work: Path) -> Iterator[None]:
+    """Hold ``OUT.lock`` (beside the archive) and ``WORK/.lock`` for the job's life (see ``utils.lock``).
+
+    A second job on the same archive or work dir fails at once naming the holder's pid; the locks
+    die with the process. A work dir created here and left empty is removed again.
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchiveError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
+    created = not work.exists()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(exclusive_lock(out.with_name(f"{out.name}{LOCK_SUFFIX}"), out))
+        work.mkdir(parents=True, exist_ok=True)
+        if created:
+            stack.callback(_remove_if_empty, work)
+        stack.enter_context(exclusive_lock(work / WORK_LOCK_NAME, work))
+        yield
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it is empty."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 # ------------------------------------------------------------------------------------------ the job
 def run_archive_job(
     config: PathLike | Config | Mapping[str, Any] | ArchivalConfig,
@@ -281,11 +326,17 @@ def run_archive_job(
         raise ArchiveError(f"{work}: the work dir can be neither the input nor inside the archive {out}")
     if cfg.base_checkpoint is not None and not cfg.base_checkpoint.is_file():
         raise ArchiveError(f"{cfg.base_checkpoint}: base checkpoint not found (config base_checkpoint)")
+    with job_locks(out, work):
+        return _run_locked_job(cfg, src, out, work, resume, progress)
+
+
+def _run_locked_job(
+    cfg: ArchivalConfig, src: Path, out: Path, work: Path, resume: bool, progress: bool
+) -> JobResult:
+    """The job once its locks are held: check the work dir's state, then run the stages."""
     state = JobState(work)
     if state.exists and not resume:
-        raise ArchiveError(
-            f"{work}: holds an earlier archive run; pass --resume to continue it or use another --work-dir"
-        )
+        raise ArchiveError(f"{work}: holds an earlier archive run; {resume_hint(work)}")
     if state.data.get("source_path", str(src.resolve())) != str(src.resolve()):
         raise ArchiveError(
             f"{work}: belongs to the archive run of {state.data['source_path']}; use another --work-dir"
@@ -301,6 +352,19 @@ def run_archive_job(
     state.data.update(fingerprint=cfg.fingerprint(), config=cfg.to_dict(), source_path=str(src.resolve()))
     work.mkdir(parents=True, exist_ok=True)
     state.save()
+    try:
+        return _run_stages(state, cfg, src, out, work, progress)
+    except WorkDirMismatchError:
+        raise
+    except Exception as exc:  # the work dir keeps what was done: say how to go on
+        exc.add_note(f"the work dir keeps the finished stages: {resume_hint(work)}")
+        raise
+
+
+def _run_stages(
+    state: JobState, cfg: ArchivalConfig, src: Path, out: Path, work: Path, progress: bool
+) -> JobResult:
+    """Run (or skip, when recorded and intact) every stage in order."""
     run: list[str] = []
     _stage_probe(state, src, run)
     _stage_encode(state, cfg, src, work, run)
@@ -316,7 +380,9 @@ def _stage_probe(state: JobState, src: Path, run: list[str]) -> None:
     rec = state.stage("probe")
     if rec is not None:
         if (rec["bytes"], rec["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
-            raise ArchiveError(f"{src}: source changed since this work dir was made; use another --work-dir")
+            raise WorkDirMismatchError(
+                f"{src}: source changed since this work dir was made; use another --work-dir"
+            )
         return
     t0 = time.perf_counter()
     info = probe_video(src)
@@ -392,10 +458,10 @@ def _stage_finetune(
     rec = state.stage("finetune")
     base = _base_record(cfg)
     if rec is not None and rec.get("base") != base:
-        raise ArchiveError(
+        raise WorkDirMismatchError(
             f"{cfg.base_checkpoint}: base checkpoint changed since fine-tuning; use another --work-dir"
         )
-    if rec is not None and Path(rec["checkpoint"]).is_file():
+    if rec is not None and (work / rec["checkpoint"]).is_file():  # older states: absolute paths
         return
     state.invalidate_after("decode_lr")
     t0 = time.perf_counter()
@@ -413,7 +479,8 @@ def _stage_finetune(
         progress=progress,
         resume=True,
     )
-    record = {"checkpoint": str(result.checkpoint), "stats": result.stats, "base": base}
+    checkpoint = str(result.checkpoint.relative_to(work))  # relative: the work dir may move
+    record = {"checkpoint": checkpoint, "stats": result.stats, "base": base}
     record["seconds"] = time.perf_counter() - t0
     state.finish("finetune", record)
     run.append("finetune")
@@ -428,7 +495,7 @@ def _stage_package(
         shutil.rmtree(stale, ignore_errors=True)
     t0 = time.perf_counter()
     ft = state.stage("finetune")
-    state_dict = read_state_dict(ft["checkpoint"])
+    state_dict = read_state_dict(work / ft["checkpoint"])
     base = ft["base"]
     base_state = read_state_dict(cfg.base_checkpoint) if cfg.base_checkpoint is not None else None
     data, summary = encode_model(state_dict, cfg.storage, base_state, base["sha256"] if base else None)
@@ -492,11 +559,12 @@ def run_cli(main: Any, argv: list[str] | None = None) -> int:
         print("error: interrupted (re-run with --resume to continue where it stopped)", file=sys.stderr)
         return 130
     except (ArchiveError, MediaError, InferenceError, OSError) as exc:
-        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        print(f"error: {_first_line(exc)}{_notes(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # a CLI shows one line, not a traceback
         msg = (
-            f"error: unexpected {type(exc).__name__}: {_first_line(exc)} (BASICVSR_DEBUG=1 shows a traceback)"
+            f"error: unexpected {type(exc).__name__}: {_first_line(exc)}{_notes(exc)} "
+            "(BASICVSR_DEBUG=1 shows a traceback)"
         )
         print(msg, file=sys.stderr)
         return 1

@@ -97,7 +97,7 @@ def test_archive_restore_evaluate_end_to_end(clips, tmp_path, capsys):
         print(f"\n{report['markdown']}\ngains {report['gains_db']}; e2e {time.perf_counter() - t0:.1f} s")
 
 
-def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch):
+def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch, capsys):
     a, _ = clips
     out, work = tmp_path / "A.tar", tmp_path / "work"
     opts = {"finetune.max_iters": 1}
@@ -106,14 +106,23 @@ def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch):
         raise RuntimeError("killed while packaging")
 
     monkeypatch.setattr(package, "_publish", crash)
-    with pytest.raises(RuntimeError, match="killed while packaging"):
-        run_archive_job(TINY_CI, a, out, work, cfg_options=opts, progress=False)
+    argv = [TINY_CI, str(a), "-o", str(out), "--work-dir", str(work), "--no-progress"]
+    assert run_cli(_tool("archive").main, [*argv, "--cfg-options", "finetune.max_iters=1"]) == 1
+    hint = f"pass --resume to continue, or delete {work} to start over"
+    err = capsys.readouterr().err.strip()  # the failed run says how to go on, in its one line
+    assert err.startswith("error: unexpected RuntimeError: killed while packaging; ") and hint in err, err
+    assert "\n" not in err
     assert not out.exists() and not list(tmp_path.glob("A.tar*"))  # nothing that looks like an archive
     assert set(JobState(work).data["stages"]) == {"probe", "encode_lr", "decode_lr", "finetune"}
-    with pytest.raises(package.ArchiveError, match="pass --resume"):
+    assert not (work / ".lock").exists()  # locks released (and removed) when the run ended
+    with pytest.raises(package.ArchiveError) as refused:
         run_archive_job(TINY_CI, a, out, work, cfg_options=opts, progress=False)
+    assert str(refused.value) == f"{work}: holds an earlier archive run; {hint}"
 
     monkeypatch.undo()
+    moved = tmp_path / "moved.work"  # a work dir moved elsewhere resumes where it stopped
+    work.rename(moved)
+    work = moved
     job = run_archive_job(TINY_CI, a, out, work, resume=True, cfg_options=opts, progress=False)
     assert job.stages_run == ["package"]  # probe, encode, decode and fine-tuning were not redone
     assert package.verify_archive(out).manifest["finetune"]["iters"] == 1
@@ -146,7 +155,65 @@ def test_archive_cli_error_messages(clips, tmp_path, capsys):
             "needs a base_checkpoint",
         ),
         (["nope.py", str(a), "-o", str(tmp_path / "x")], "nope.py: config file not found"),
+        (
+            [TINY_CI, str(a), "-o", str(tmp_path / "x"), "--cfg-options", "finetune.lr=abc"],
+            "tiny_ci: finetune.lr must be a number > 0, got 'abc'",
+        ),
     ]:
         assert run_cli(tool.main, argv) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and message in err and "\n" not in err, err
+
+
+def test_second_run_of_a_job_is_locked_out(clips, tmp_path, capsys):
+    a, _ = clips
+    out, work = tmp_path / "A.archive", tmp_path / "A.work"
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "archive.py"),
+        TINY_CI,
+        str(a),
+        "-o",
+        str(out),
+        "--no-progress",
+    ]
+    long_run = ["--cfg-options", "finetune.max_iters=100000", "finetune.max_seconds=600"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(REPO))
+    first = subprocess.Popen([*cmd, "--work-dir", str(work), *long_run], env=env, cwd=tmp_path)
+    try:
+        locks = (work / ".lock", tmp_path / "A.archive.lock")
+        deadline = time.monotonic() + 300
+        while not all(p.is_file() and p.read_text().strip() == str(first.pid) for p in locks):
+            assert first.poll() is None and time.monotonic() < deadline, "first run never held its locks"
+            time.sleep(0.2)
+
+        # the same job again (--resume, same work dir): refused at start, in one line naming the holder
+        t0 = time.monotonic()
+        second = subprocess.run(
+            [*cmd, "--work-dir", str(work), "--resume", *long_run],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 1 and time.monotonic() - t0 < 60
+        assert second.stderr.strip() == (
+            f"error: {out}: in use by another process (pid {first.pid} holds {locks[1]}); "
+            "wait for it to finish or stop it"
+        )
+        # another work dir, same archive: refused before any work (nothing made in the other work dir)
+        other = tmp_path / "other.work"
+        t0 = time.monotonic()
+        argv = [TINY_CI, str(a), "-o", str(out), "--work-dir", str(other), "--no-progress"]
+        assert run_cli(_tool("archive").main, argv) == 1
+        assert time.monotonic() - t0 < 10
+        err = capsys.readouterr().err.strip()
+        assert err == second.stderr.strip() and not other.exists()
+        # the work dir of the running job, another archive: refused as well
+        argv = [TINY_CI, str(a), "-o", str(tmp_path / "B.archive"), "--work-dir", str(work), "--resume"]
+        assert run_cli(_tool("archive").main, argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: {work}: in use by another process (pid {first.pid} holds {locks[0]}); " + (
+            "wait for it to finish or stop it"
+        )
+        assert not (tmp_path / "B.archive.lock").exists() and first.poll() is None
+    finally:
+        first.kill()
+        first.wait(60)
