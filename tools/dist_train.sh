@@ -11,6 +11,8 @@ CONFIG=$1
 NPROC=$2
 shift 2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# check the config and arguments once: a bad one gets one error line, not one per rank plus torchrun's report
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python "$ROOT/tools/train.py" "$CONFIG" --check "$@" || exit $?
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec python -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \
     --node_rank="${NODE_RANK:-0}" \

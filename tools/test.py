@@ -34,6 +34,7 @@ import basicvsr_archival.models  # noqa: F401
 from basicvsr_archival.datasets.io import write_image
 from basicvsr_archival.engine.checkpoint import trusted_torch_load
 from basicvsr_archival.engine.config import load_config, set_work_dir
+from basicvsr_archival.engine.ddp import use_cpu_compatible_wrapper
 from basicvsr_archival.engine.launcher import finalize_distributed, init_distributed
 from basicvsr_archival.evaluation import ClipMetric
 
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.launcher = args.launcher
+    if args.launcher != "none":
+        use_cpu_compatible_wrapper(cfg)  # mmengine's wrappers die on device_ids with CPU (gloo) ranks
     cfg.load_from, cfg.resume = args.checkpoint, False
     runner = Runner.from_cfg(cfg)
     if args.save_path:

@@ -29,7 +29,8 @@ import basicvsr_archival.engine
 import basicvsr_archival.evaluation
 import basicvsr_archival.models  # noqa: F401
 from basicvsr_archival.engine.checkpoint import trusted_torch_load
-from basicvsr_archival.engine.config import load_config, set_work_dir
+from basicvsr_archival.engine.config import ConfigError, check_trainable, load_config, set_work_dir
+from basicvsr_archival.engine.ddp import use_cpu_compatible_wrapper
 from basicvsr_archival.engine.launcher import finalize_distributed, init_distributed
 
 
@@ -64,14 +65,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "written without SafeCheckpointHook; only for files you trust",
     )
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the config and arguments, then exit (dist_train.sh does so before starting ranks)",
+    )
     return parser.parse_args(argv)
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
-    """The merged config for ``args`` (work dir, resume, AMP and launcher applied)."""
+    """The merged config for ``args`` (work dir, resume, AMP, launcher and DDP wrapper applied).
+
+    Raises :class:`ConfigError` for a config without a training part. A distributed run uses the
+    project's CPU-compatible DDP wrapper where the config names mmengine's or none.
+    """
     cfg = load_config(args.config, args.cfg_options)
+    check_trainable(cfg, args.config)
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.launcher = args.launcher
+    if args.launcher != "none":
+        use_cpu_compatible_wrapper(cfg)
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
@@ -94,6 +107,9 @@ def build_cfg(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, set up the process group and run training."""
     args = parse_args(argv)
+    if args.check:
+        build_cfg(args)
+        return
     rank, world_size = init_distributed(args.launcher)
     if world_size > 1:
         print(f"[train.py] process rank {rank} of world_size {world_size}", flush=True)
@@ -111,4 +127,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, FileNotFoundError) as exc:  # a config or file the user named: one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

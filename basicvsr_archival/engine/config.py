@@ -14,9 +14,22 @@ from typing import Any
 
 from mmengine.config import Config
 
-__all__ = ["DATALOADERS", "load_config", "propagate_dataset_options", "set_work_dir"]
+__all__ = [
+    "DATALOADERS",
+    "TRAIN_KEYS",
+    "ConfigError",
+    "check_trainable",
+    "load_config",
+    "propagate_dataset_options",
+    "set_work_dir",
+]
 
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper")  # what mmengine's Runner.train needs
+
+
+class ConfigError(ValueError):
+    """A config cannot be used for the job asked of it; the message names the file and the problem."""
 
 
 def _datasets(cfg: Config) -> list[dict]:
@@ -62,3 +75,13 @@ def set_work_dir(cfg: Config, config_path: str | os.PathLike, work_dir: str | No
     elif not cfg.get("work_dir"):
         cfg.work_dir = str(Path("work_dirs") / Path(config_path).stem)
     return cfg.work_dir
+
+
+def check_trainable(cfg: Config, config_path: str | os.PathLike) -> None:
+    """Raise :class:`ConfigError` unless ``cfg`` has a training part (``TRAIN_KEYS``)."""
+    missing = [k for k in TRAIN_KEYS if not cfg.get(k)]
+    if missing:
+        raise ConfigError(
+            f"{config_path}: not a training config (no {', '.join(missing)}); "
+            "train with one that has them, e.g. configs/tiny_reds_demo_train.py"
+        )

@@ -24,7 +24,20 @@ from mmengine.model import MMDistributedDataParallel, MMSeparateDistributedDataP
 from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 
-__all__ = ["DistributedDataParallel", "SeparateDistributedDataParallel", "drop_cpu_device_ids"]
+__all__ = [
+    "CPU_COMPATIBLE_WRAPPERS",
+    "DistributedDataParallel",
+    "SeparateDistributedDataParallel",
+    "drop_cpu_device_ids",
+    "use_cpu_compatible_wrapper",
+]
+
+# mmengine's DDP wrappers (None: the one Runner.wrap_model builds by default) -> this module's equivalents
+CPU_COMPATIBLE_WRAPPERS = {
+    None: "CPUCompatibleDDP",
+    "MMDistributedDataParallel": "CPUCompatibleDDP",
+    "MMSeparateDistributedDataParallel": "CPUCompatibleSeparateDDP",
+}
 
 
 def drop_cpu_device_ids(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -81,3 +94,28 @@ def _unwrapped_keys_hook(wrapped: list[str]) -> Callable:
         return renamed
 
     return hook
+
+
+def use_cpu_compatible_wrapper(cfg: Any) -> str | None:
+    """Make a distributed config use this module's wrappers in place of mmengine's (in place).
+
+    A config without ``model_wrapper_cfg`` (mmengine then builds ``MMDistributedDataParallel`` with
+    ``broadcast_buffers=False`` and the config's ``find_unused_parameters``) gets the same wrapper in
+    its CPU-compatible form; a config naming ``MMDistributedDataParallel`` or
+    ``MMSeparateDistributedDataParallel`` (e.g. one from mmagic) gets the equivalent here. On a GPU they
+    behave exactly like mmengine's; on the CPU (gloo) mmengine's die on ``device_ids``. Other wrapper
+    types are left alone. Returns the wrapper type now configured, or None if left alone.
+    """
+    wrapper = cfg.get("model_wrapper_cfg")
+    if wrapper is None:
+        find_unused = bool(cfg.get("find_unused_parameters", False))
+        cfg.model_wrapper_cfg = dict(
+            type=CPU_COMPATIBLE_WRAPPERS[None], broadcast_buffers=False, find_unused_parameters=find_unused
+        )
+        return cfg.model_wrapper_cfg["type"]
+    kind = wrapper.get("type", "MMDistributedDataParallel")
+    name = kind.rsplit(".", 1)[-1] if isinstance(kind, str) else getattr(kind, "__name__", None)
+    if name is None or name not in CPU_COMPATIBLE_WRAPPERS:
+        return None
+    wrapper["type"] = CPU_COMPATIBLE_WRAPPERS[name]
+    return wrapper["type"]

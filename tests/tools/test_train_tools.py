@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from basicvsr_archival.apis import init_model
 from basicvsr_archival.registry import MODELS
@@ -118,3 +119,52 @@ def test_dist_train_resume_and_test(repo_root: Path, reds_demo_dir: Path, tmp_pa
     assert float(rows["reds_demo_000/00000016"][0]) == pytest.approx(val_psnr, abs=1e-3)
     assert float(rows["mean"][0]) == pytest.approx(val_psnr, abs=1e-3) and 0 < float(rows["mean"][1]) < 1
     assert len(list((tmp_path / "sr" / "reds_demo_000" / "00000016").glob("*.png"))) == 5
+
+
+def test_distributed_runs_get_the_cpu_compatible_wrapper(repo_root: Path):
+    train = _load_tool(repo_root, "train")
+    wrappers = {}
+    for option in ("model_wrapper_cfg=None", "model_wrapper_cfg.type=MMSeparateDistributedDataParallel"):
+        for launcher in ("none", "pytorch"):
+            argv = [str(repo_root / TINY), "--launcher", launcher, "--cfg-options", option]
+            wrappers[option, launcher] = train.build_cfg(train.parse_args(argv)).get("model_wrapper_cfg")
+    assert wrappers["model_wrapper_cfg=None", "none"] is None  # single process: nothing to wrap
+    assert wrappers["model_wrapper_cfg=None", "pytorch"] == dict(
+        type="CPUCompatibleDDP", broadcast_buffers=False, find_unused_parameters=False
+    )  # what mmengine builds without a model_wrapper_cfg, minus its device_ids on the CPU
+    mmagic = "model_wrapper_cfg.type=MMSeparateDistributedDataParallel"
+    assert wrappers[mmagic, "none"]["type"] == "MMSeparateDistributedDataParallel"
+    assert dict(wrappers[mmagic, "pytorch"]) == dict(
+        type="CPUCompatibleSeparateDDP", find_unused_parameters=True
+    )
+
+
+# About 40 s on 2 shared CPU cores: a real torchrun launch of 2 gloo ranks for 1 iteration.
+def test_dist_train_of_a_config_without_a_ddp_wrapper(repo_root: Path, reds_demo_dir: Path, tmp_path: Path):
+    work = tmp_path / "work"
+    opts = [f"gt_folder={reds_demo_dir}", "model_wrapper_cfg=None", "train_cfg.max_iters=1"]
+    log = _run(
+        ["sh", "tools/dist_train.sh", TINY, "2", "--work-dir", str(work), "--cfg-options", *opts], repo_root
+    )
+    assert "process rank 1 of world_size 2" in log and "Iter(train) [1/1]" in log
+    ckpt = torch.load(work / "iter_1.pth", map_location="cpu", weights_only=True)
+    n_tensors = len(MODELS.build(Config.fromfile(str(repo_root / TINY)).model).state_dict())
+    assert ckpt["meta"]["iter"] == 1 and len(ckpt["state_dict"]) == n_tensors == 178
+    assert all(k.startswith("generator.") and ".module." not in k for k in ckpt["state_dict"])
+
+
+def test_config_without_a_training_part_is_one_line(repo_root: Path, tmp_path: Path):
+    config = "configs/tiny_basicvsrpp_c8n1.py"  # a model for inference and tests: no data, loop or optimizer
+    expected = (
+        f"error: {config}: not a training config (no train_dataloader, train_cfg, optim_wrapper); "
+        "train with one that has them, e.g. configs/tiny_reds_demo_train.py"
+    )
+    env = dict(os.environ, PORT=str(_free_port()), PYTHONPATH=str(repo_root))
+    work = tmp_path / "work"
+    for cmd in (
+        ["sh", "tools/dist_train.sh", config, "2", "--work-dir", str(work)],
+        [sys.executable, "tools/train.py", config, "--work-dir", str(work)],
+    ):
+        proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+        assert (proc.returncode, proc.stdout, proc.stderr.strip()) == (1, "", expected), proc.stderr[-3000:]
+    assert not work.exists()
