@@ -182,7 +182,7 @@ def test_second_run_of_a_job_is_locked_out(clips, tmp_path, capsys):
     first = subprocess.Popen([*cmd, "--work-dir", str(work), *long_run], env=env, cwd=tmp_path)
     try:
         locks = (work / ".lock", tmp_path / "A.archive.lock")
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 180
         while not all(p.is_file() and p.read_text().strip() == str(first.pid) for p in locks):
             assert first.poll() is None and time.monotonic() < deadline, "first run never held its locks"
             time.sleep(0.2)
