@@ -7,7 +7,9 @@ directory an interrupted packaging left). The state also records the source's si
 fingerprint of the settings that shape the work products, and refuses to resume if they changed.
 
 Work dir contents: ``lr.mp4`` (the LR encode), ``lr_decoded.mkv`` (its frames, FFV1, what training
-and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``state.json``.
+and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``state.json`` (paths in it
+relative to the work dir, which may be moved), ``.lock``. A running job holds ``WORK/.lock`` and
+``OUT.lock`` beside the archive (:func:`job_locks`): a second job on either fails at once.
 """
 
 from __future__ import annotations
