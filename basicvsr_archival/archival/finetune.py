@@ -10,7 +10,8 @@ constant) schedule, mmengine's checkpoint hook for resuming. Added here:
   spent before an interruption counts, it is stored with each checkpoint);
 * the start weights: the base checkpoint (loaded with key / shape checks) or a seeded random
   initialisation, saved once as ``init.pth`` in the work dir and given to the Runner as ``load_from``;
-* resuming: with checkpoints in the work dir the Runner resumes from the latest one; a finished
+* resuming: with checkpoints in the work dir the Runner resumes from the latest intact one, also in
+  a moved work dir (:func:`~basicvsr_archival.engine.checkpoint.resume_checkpoint`); a finished
   run (``finetuned.pth`` + ``finetune_stats.json``) is returned without training again.
 
 The SPyNet flow network is frozen with the restorer's ``fix_iter`` schedule when ``"spynet"`` is in
@@ -28,9 +29,7 @@ import math
 import os
 import re
 import secrets
-import sys
 import time
-import zipfile
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -42,6 +41,7 @@ import torch
 from mmengine.hooks import Hook
 from tqdm import tqdm
 
+from basicvsr_archival.engine.checkpoint import resume_checkpoint
 from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
 
 from .package import ArchiveError, read_state_dict
@@ -416,57 +416,6 @@ def _trust_own_checkpoint(path: Path | None) -> Iterator[None]:
         allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
     with torch.serialization.safe_globals(allowed):
         yield
-
-
-# ------------------------------------------------------------------------------------------ resuming
-def checkpoint_problem(path: Path) -> str | None:
-    """Why the checkpoint ``path`` cannot be read (missing, truncated, a CRC mismatch), or None if intact.
-
-    torch saves zip archives with a CRC-32 per member: every member is read back and checked.
-    """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except FileNotFoundError:
-        return "missing"
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        return f"truncated or corrupt: {exc}"
-    return f"corrupt: member {bad} fails its CRC check" if bad is not None else None
-
-
-def _iteration(path: Path) -> int:
-    """N of ``iter_N.pth`` (-1 for other names)."""
-    m = re.fullmatch(r"iter_(\d+)\.pth", path.name)
-    return int(m.group(1)) if m else -1
-
-
-def resume_checkpoint(work: Path) -> Path | None:
-    """The checkpoint to resume fine-tuning in ``work`` from, or None to start from ``init.pth``.
-
-    mmengine's ``last_checkpoint`` names its latest checkpoint by absolute path; the file is looked
-    up in ``work`` itself, so a moved work dir resumes too. A truncated or corrupt checkpoint (a kill
-    during a save) is skipped for the newest intact earlier ``iter_N.pth``, with one warning line on
-    stderr; with none intact, fine-tuning starts over (also with a warning).
-    """
-    marker = work / "last_checkpoint"
-    if not marker.is_file():
-        return None
-    latest = work / Path(marker.read_text().strip()).name
-    earlier = sorted(work.glob("iter_*.pth"), key=_iteration, reverse=True)
-    problem = checkpoint_problem(latest)
-    if problem is None:
-        return latest
-    for ckpt in earlier:
-        if ckpt != latest and checkpoint_problem(ckpt) is None:
-            _warn(f"{latest}: checkpoint is {problem}; resuming from the earlier {ckpt.name}")
-            return ckpt
-    _warn(f"{latest}: checkpoint is {problem} and no earlier one is intact; fine-tuning starts over")
-    return None
-
-
-def _warn(message: str) -> None:
-    """One ``warning: ...`` line on stderr."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------ runner config

@@ -316,6 +316,7 @@ def run_archive_job(
     Stages: probe + SHA-256 of the source; LR encode (:func:`codec.encode_lr`); decode of the LR
     stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging (:func:`package.write_archive`).
     Without ``resume`` a work dir holding an earlier run is refused; with it, finished stages are kept.
+    While the job runs, another on the same archive or work dir is refused at once (:func:`job_locks`).
     """
     cfg = config if isinstance(config, ArchivalConfig) else load_archival_config(config, cfg_options)
     src, out = Path(video), Path(output)

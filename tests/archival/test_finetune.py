@@ -124,7 +124,7 @@ def test_resume_from_a_moved_work_dir_and_past_a_truncated_checkpoint(pair, tmp_
     assert res.stats["resumed_from_iter"] == 0 and res.stats["iters"] == 1
     warning = capfd.readouterr().err.strip().splitlines()[0]
     assert warning.startswith(f"warning: {work / 'iter_4.pth'}: checkpoint is truncated or corrupt: ")
-    assert warning.endswith("and no earlier one is intact; fine-tuning starts over")
+    assert warning.endswith("and no earlier one is intact; starting over")
 
 
 def test_wall_clock_budget_stops_and_holds_across_resume(pair, tmp_path):
