@@ -109,7 +109,7 @@ def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="killed while packaging"):
         run_archive_job(TINY_CI, a, out, work, cfg_options=opts, progress=False)
     assert not out.exists() and not list(tmp_path.glob("A.tar*"))  # nothing that looks like an archive
-    assert set(JobState(work).data["stages"]) == {"probe", "encode_lr", "decode_lr", "finetune"}
+    assert set(JobState(work).data["stages"]) == {"probe", "encode_lr", "decode_lr", "finetune", "audio"}
     with pytest.raises(package.ArchiveError, match="pass --resume"):
         run_archive_job(TINY_CI, a, out, work, cfg_options=opts, progress=False)
 
