@@ -75,3 +75,14 @@ def retime_video(src: PathLike, dst: PathLike, seconds: Sequence[Fraction | floa
                 pkt.stream, pkt.time_base = ostream, tb
                 pkt.pts, pkt.dts = pts[j], new[j] - lag
                 out.mux(pkt)
+
+
+def vfr_warning(path: PathLike, fps: FpsLike) -> str | None:
+    """One warning line if ``path``'s video has a variable frame rate (evenly spaced output), else None."""
+    times = frame_times(path)
+    if times is None or not times.is_vfr(fps):
+        return None
+    return (
+        f"warning: {path}: variable frame rate ({len(times.pts)} frames over {times.seconds()[-1]:.1f} s, "
+        f"nominal {float(as_fraction(fps)):.3g} fps); the output's frames are evenly spaced at that rate"
+    )

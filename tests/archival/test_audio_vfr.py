@@ -201,3 +201,18 @@ def test_vfr_frame_times_survive_archive_and_restore(tree_clip, tmp_path, capsys
     frames = restore_archive(out, tmp_path / "frames", progress=False)
     assert len(list(frames.output.iterdir())) == 10
     assert frames.notes == ["variable frame rate: PNG frames carry no frame times (restore to .mkv or .mp4)"]
+
+
+def test_demo_warns_in_one_line_about_a_vfr_input(tree_clip, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("demo_vfr", REPO / "demo" / "restoration_video_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    out = tmp_path / "demo.mp4"
+    argv = [str(REPO / "configs" / "tiny_basicvsrpp_c8n1.py"), "none", str(tree_clip), str(out)]
+    assert demo.main([*argv, "--device", "cpu", "--max-seq-len", "5", "--no-progress"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "variable frame rate" in ln]
+    assert lines == [
+        f"warning: {tree_clip}: variable frame rate (10 frames over 4.1 s, nominal 15 fps); "
+        "the output's frames are evenly spaced at that rate"
+    ]
+    assert probe_video(out).num_frames == 10
