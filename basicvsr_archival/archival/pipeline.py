@@ -57,6 +57,7 @@ STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "audio", "package")
 LR_NAME = "lr.mp4"
 DECODED_NAME = "lr_decoded.mkv"
 CONFIG_KEYS = ("codec", "model", "base_checkpoint", "base_allow_extra_keys", "finetune", "storage", "restore")
+CONFIG_KEYS += ("drop_audio",)
 
 
 class ConfigError(ArchiveError):
