@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         synthetic_frame_source,
     )
     from basicvsr_archival.apis.streaming import resolve_overlap
+    from basicvsr_archival.utils.frame_times import vfr_warning
 
     source = synthetic_frame_source() if args.synthetic else read_frame_source(args.input)
     check_output_path(source.path, args.output)
@@ -170,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         f"on {device} ({args.precision}, {mode})",
         file=sys.stderr,
     )
+    if source.kind == "video" and (warning := vfr_warning(source.path, source.fps)):
+        print(warning, file=sys.stderr)
     start = time.perf_counter()
     result = restoration_video_inference(
         model,

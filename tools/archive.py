@@ -5,12 +5,17 @@ Examples::
     python tools/archive.py configs/archival/x4_h264_crf23_finetune.py clip.mp4 -o clip.archive
     python tools/archive.py configs/archival/tiny_ci.py clip.mp4 -o clip.tar --work-dir work_dirs/clip
     python tools/archive.py CONFIG clip.mp4 -o clip.archive --resume     # continue an interrupted run
+    python tools/archive.py CONFIG clip.mp4 -o clip.archive --drop-audio # video only (noted in the manifest)
+
+Every audio stream of the source is kept as an archive member (stream-copied into Matroska) and
+restored into video outputs; a variable-frame-rate source keeps its frame times the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cfg-options", nargs="+", action=DictAction, default={},
         help="override config entries, e.g. finetune.max_iters=100 base_checkpoint=chkpts/x.pth",
     )  # fmt: skip
+    parser.add_argument(
+        "--drop-audio", action="store_true",
+        help="do not keep the source's audio streams (the manifest records that they were dropped)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -49,7 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work_dir or default_work_dir(args.output)
     result = run_archive_job(
-        args.config, args.video, args.output, work, args.resume, args.cfg_options, not args.no_progress
+        args.config,
+        args.video,
+        args.output,
+        work,
+        args.resume,
+        args.cfg_options,
+        not args.no_progress,
+        drop_audio=args.drop_audio,
     )
     m = result.manifest
     members = ", ".join(f"{n} {e['bytes']} B" for n, e in m["members"].items())
@@ -57,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     total = m["bytes"]["total"]
     print(f"archive: {result.archive} ({members}, manifest {m['bytes']['manifest']} B; total {total} B)")
     print(f"source:  {m['source']['name']} {src_bytes} B -> {100.0 * total / src_bytes:.1f}% of the source")
+    for line in stream_notes(m):
+        print(line)
     ft = m.get("finetune", {})
     if ft.get("iters"):
         line = (
@@ -72,6 +90,28 @@ def main(argv: list[str] | None = None) -> int:
     if not result.stages_run:
         print("(already complete: nothing was redone)")
     return 0
+
+
+def stream_notes(manifest: dict) -> list[str]:
+    """Lines on the source's audio streams and frame times (what the archive kept of them)."""
+    src, audio = manifest["source"], manifest.get("audio") or {}
+    lines = []
+    if audio.get("dropped") and src.get("has_audio"):
+        lines.append("audio:   dropped (--drop-audio); the restored video will be silent")
+    for s in audio.get("streams", []):
+        kept = "copied" if s["method"] == "copy" else f"stored losslessly as {s['stored_codec']}"
+        lines.append(
+            f"audio:   {s['member']} {s['codec']} {s['channels']} ch {s['sample_rate']} Hz "
+            f"{s['duration']:.2f} s, {kept}"
+        )
+    if src.get("vfr"):
+        stamps = src["timestamps"]
+        span = float(stamps["pts"][-1] * Fraction(stamps["time_base"]))
+        lines.append(
+            f"note:    variable frame rate ({src['num_frames']} frames over {span:.1f} s, nominal "
+            f"{float(Fraction(src['fps'])):.3g} fps): frame times kept; restore to .mkv/.mp4 to get them back"
+        )
+    return lines
 
 
 if __name__ == "__main__":

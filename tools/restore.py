@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         f"restored {res.num_frames} frames {res.width}x{res.height} @ {res.fps} fps -> {res.output} "
         f"({res.seconds:.1f} s on {res.device}, {res.precision}, {chunks})"
     )
+    for note in res.notes:
+        print(f"note: {note}")
     return 0
 
 

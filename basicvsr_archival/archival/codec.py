@@ -18,8 +18,8 @@ Guarantees of every encode (checked on the output after ffmpeg finishes):
    subsampling (e.g. 320x180 / 4 = 80x45 cannot be yuv420p with x264: error, not rounding). Rounding
    would break the exact ``scale`` ratio the SR model restores. libaom accepts odd sizes.
 
-Audio, subtitles and data streams are not carried into the LR encode (``-an -sn -dn``); archive them
-separately.
+Audio, subtitles and data streams are not carried into the LR encode (``-an -sn -dn``); the archive
+job keeps each audio stream as a member of its own (:func:`basicvsr_archival.utils.audio.extract_audio`).
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ directory an interrupted packaging left). The state also records the source's si
 fingerprint of the settings that shape the work products, and refuses to resume if they changed.
 
 Work dir contents: ``lr.mp4`` (the LR encode), ``lr_decoded.mkv`` (its frames, FFV1, what training
-and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``state.json`` (paths in it
+and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``audio<i>.mka`` (each
+audio stream of the source, stream-copied; none with ``drop_audio``), ``state.json`` (paths in it
 relative to the work dir, which may be moved), ``.lock``. A running job holds ``WORK/.lock`` and
 ``OUT.lock`` beside the archive (:func:`job_locks`): a second job on either fails at once.
+
+A variable-frame-rate source (frame times off the nominal rate's grid) is flagged ``vfr`` in the
+manifest's ``source``, which then also holds its frame times (``timestamps``); restore uses them.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config
 
+from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
+from basicvsr_archival.utils.frame_times import frame_times
 from basicvsr_archival.utils.lock import exclusive_lock
 
 from . import codec as codec_mod
@@ -51,12 +57,13 @@ from .restore import RestoreSettings
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
-STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "package")
+STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "audio", "package")
 LR_NAME = "lr.mp4"
 DECODED_NAME = "lr_decoded.mkv"
 WORK_LOCK_NAME = ".lock"  # WORK/.lock, held while a job runs
 LOCK_SUFFIX = ".lock"  # OUT.lock beside the archive, held while a job writes it
 CONFIG_KEYS = ("codec", "model", "base_checkpoint", "base_allow_extra_keys", "finetune", "storage", "restore")
+CONFIG_KEYS += ("drop_audio",)
 
 
 class ConfigError(ArchiveError):
@@ -79,6 +86,7 @@ class ArchivalConfig:
     storage: StorageSettings
     restore: RestoreSettings
     name: str = "config"
+    drop_audio: bool = False  # archive without the source's audio streams (recorded in the manifest)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every setting (the manifest's ``settings``)."""
@@ -91,6 +99,7 @@ class ArchivalConfig:
             "finetune": self.finetune.to_dict(),
             "storage": self.storage.to_dict(),
             "restore": self.restore.to_dict(),
+            "drop_audio": self.drop_audio,
         }
 
     def fingerprint(self) -> str:
@@ -98,6 +107,8 @@ class ArchivalConfig:
         ft = {k: v for k, v in self.finetune.to_dict().items() if k not in _RESUMABLE_FINETUNE_KEYS}
         d = {"codec": self.codec.to_dict(), "model": to_jsonable(self.model), "finetune": ft}
         d["base"] = str(self.base_checkpoint) if self.base_checkpoint else None
+        if self.drop_audio:  # only when set: work dirs made before the option existed still resume
+            d["drop_audio"] = True
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -167,6 +178,7 @@ def load_archival_config(
         storage,
         restore,
         name,
+        bool(cfg.get("drop_audio", False)),
     )
 
 
@@ -310,6 +322,7 @@ def run_archive_job(
     resume: bool = False,
     cfg_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    drop_audio: bool = False,
 ) -> JobResult:
     """Archive ``video`` into ``output`` (a directory, or a ``.tar``) following ``config``.
 
@@ -317,8 +330,11 @@ def run_archive_job(
     stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging (:func:`package.write_archive`).
     Without ``resume`` a work dir holding an earlier run is refused; with it, finished stages are kept.
     While the job runs, another on the same archive or work dir is refused at once (:func:`job_locks`).
+    Every audio stream is kept as a member (copied into Matroska) unless ``drop_audio`` (or the config's).
     """
     cfg = config if isinstance(config, ArchivalConfig) else load_archival_config(config, cfg_options)
+    if drop_audio:
+        cfg = replace(cfg, drop_audio=True)
     src, out = Path(video), Path(output)
     work = Path(work_dir) if work_dir is not None else default_work_dir(out)
     if not src.is_file():
@@ -373,6 +389,7 @@ def _run_stages(
     _stage_encode(state, cfg, src, work, run)
     _stage_decode(state, work, run)
     _stage_finetune(state, cfg, src, work, progress, run)
+    _stage_audio(state, cfg, src, work, run)
     manifest = _stage_package(state, cfg, src, out, work, run)
     return JobResult(out, manifest, work, run)
 
@@ -393,10 +410,42 @@ def _stage_probe(state: JobState, src: Path, run: list[str]) -> None:
         raise ArchiveError(f"{src}: has {info.num_frames} frame(s); at least 2 are needed")
     digest = sha256_file(src)
     record = {"info": _info_dict(info), "sha256": digest, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    record["info"].update(_frame_times_record(src, info))
     record["seconds"] = time.perf_counter() - t0
     state.invalidate_after("probe")
     state.finish("probe", record)
     run.append("probe")
+
+
+def _frame_times_record(src: Path, info: VideoInfo) -> dict[str, Any]:
+    """``{'vfr': bool}``, plus the frame times (``timestamps``) of a variable-frame-rate source."""
+    times = frame_times(src)
+    if times is None or len(times.pts) != info.num_frames or not times.is_vfr(info.fps):
+        return {"vfr": False}
+    pts = [p - times.pts[0] for p in times.pts]
+    return {"vfr": True, "timestamps": {"time_base": str(times.time_base), "pts": pts}}
+
+
+def _stage_audio(state: JobState, cfg: ArchivalConfig, src: Path, work: Path, run: list[str]) -> None:
+    """Copy every audio stream of the source into ``WORK/audio<i>.mka`` (none with ``drop_audio``)."""
+    rec = state.stage("audio")
+    if rec is not None and all(_file_ok(work / s["member"], s) for s in rec["streams"]):
+        return
+    t0 = time.perf_counter()
+    streams = [] if cfg.drop_audio else extract_audio(src, work)
+    for s in streams:
+        s["file_bytes"] = (work / s["member"]).stat().st_size
+    record = {"dropped": cfg.drop_audio, "streams": streams, "seconds": time.perf_counter() - t0}
+    state.finish("audio", record)
+    run.append("audio")
+
+
+def _audio_manifest(state: JobState) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The manifest's ``audio`` entry and the audio member files (name -> path in the work dir)."""
+    rec = state.stage("audio")
+    streams = [{k: v for k, v in s.items() if k != "file_bytes"} for s in rec["streams"]]
+    work = state.path.parent
+    return {"dropped": rec["dropped"], "streams": streams}, {s["member"]: work / s["member"] for s in streams}
 
 
 def _file_ok(path: Path, rec: Mapping[str, Any] | None) -> bool:
@@ -521,14 +570,14 @@ def _stage_package(
         "finetune": ft["stats"],
         "timings": timings,
     }
+    manifest["audio"], audio_files = _audio_manifest(state)
     tmp = out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
     state.data["package_tmp"] = str(tmp)
     state.save()
     timings["package"] = round(time.perf_counter() - t0, 3)
-    roles = {LR_NAME: "lr_bitstream", cfg.storage.member_name: "model"}
-    write_archive(
-        out, {LR_NAME: work / LR_NAME}, {cfg.storage.member_name: data}, roles, manifest, [src], tmp
-    )
+    roles = {LR_NAME: "lr_bitstream", cfg.storage.member_name: "model"} | dict.fromkeys(audio_files, "audio")
+    files = {LR_NAME: work / LR_NAME, **audio_files}
+    write_archive(out, files, {cfg.storage.member_name: data}, roles, manifest, [src], tmp)
     state.data.pop("package_tmp", None)
     report = verify_archive(out)
     state.finish("package", {"archive": str(out.resolve()), "seconds": timings["package"]})

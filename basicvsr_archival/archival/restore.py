@@ -8,6 +8,11 @@ the CPU, two restorations of an archive are bit-identical (same chunks, same det
 ``+bitexact`` muxing). Output: a video (``.mp4``/``.mkv``, lossless or CRF per the archive's restore
 settings) at the source's frame rate, or a folder of ``%08d.png`` frames; either is written to a
 temporary name and renamed when complete.
+
+A video output gets the archive's audio members back (stream-copied, each at its recorded start
+offset; re-encoded to AAC only if the container refuses the codec, e.g. PCM into .mp4) and, for a
+variable-frame-rate source, the source's frame times (packets retimed, not re-encoded). A PNG
+folder has neither: the audio and the frame times are skipped with a note (``RestoreResult.notes``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,9 @@ import numpy as np
 import torch
 
 from basicvsr_archival.apis.streaming import OverlapError, default_overlap, resolve_overlap
-from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, iter_video_frames
+from basicvsr_archival.utils.audio import mux_streams
+from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, atomic_output, iter_video_frames
+from basicvsr_archival.utils.frame_times import retime_video
 
 from .package import (
     ArchiveCorruptError,
@@ -115,6 +122,7 @@ class RestoreResult:
     model: str  # 'archive' or 'base'
     max_seq_len: int | None = None
     overlap: int = 0
+    notes: list[str] = field(default_factory=list)  # what a PNG folder could not keep, AAC fallbacks
 
 
 def _first_line(exc: BaseException) -> str:
@@ -239,6 +247,7 @@ def restore_archive(
     src = Path(archive)
     out = Path(output)
     t0 = time.perf_counter()
+    notes: list[str] = []
     with open_archive(src) as (manifest, folder):
         where = str(src)
         _check_output(out, [src, folder], overwrite)
@@ -258,10 +267,15 @@ def restore_archive(
             frames = restore_frames(
                 model, lr, max_seq_len=seq, device=dev, precision=prec, progress=progress, overlap=overlap
             )
-            if out.suffix.lower() in VIDEO_SUFFIXES:
+            extras = _stream_extras(manifest, folder, where)
+            if out.suffix.lower() in VIDEO_SUFFIXES and any(extras):
+                write = (frames, out, fps, settings, lossless, source, folder)
+                count, size, notes = _write_video_extras(*write, overwrite, *extras)
+            elif out.suffix.lower() in VIDEO_SUFFIXES:
                 count, size = _write_video(frames, out, fps, settings, lossless, source, folder, overwrite)
             else:
                 count, size = _write_frames_dir(frames, out)
+                notes = _frames_dir_notes(*extras)
         except (InferenceError, MediaError) as exc:
             raise RestoreError(f"{where}: restore failed: {_first_line(exc)}") from None
     if (count, *size) != want:
@@ -270,7 +284,9 @@ def restore_archive(
             f"expected {want[0]} of {want[1]}x{want[2]}"
         )
     seconds = time.perf_counter() - t0
-    return RestoreResult(out, count, size[0], size[1], fps, seconds, str(dev), prec, which, seq, overlap)
+    return RestoreResult(
+        out, count, size[0], size[1], fps, seconds, str(dev), prec, which, seq, overlap, notes
+    )
 
 
 def _write_video(
@@ -307,6 +323,67 @@ def _write_video(
             writer.write(frame)
             count, size = count + 1, (frame.shape[1], frame.shape[0])
     return count, size
+
+
+def _stream_extras(
+    manifest: Mapping[str, Any], folder: Path, where: str
+) -> tuple[list[tuple[Path, float]], list[Fraction] | None]:
+    """The archive's audio members (path, start offset) and the source's frame times (VFR only)."""
+    audio = []
+    for rec in (manifest.get("audio") or {}).get("streams", []):
+        entry = manifest["members"].get(rec["member"])
+        if entry is None or entry.get("role") != "audio":
+            raise ArchiveCorruptError(f"{where}: audio member {rec['member']} is not listed in the manifest")
+        audio.append((folder / rec["member"], float(rec.get("start_offset", 0.0))))
+    stamps = manifest["source"].get("timestamps") if manifest["source"].get("vfr") else None
+    if not stamps:
+        return audio, None
+    tb = Fraction(str(stamps["time_base"]))
+    return audio, [p * tb for p in stamps["pts"]]
+
+
+def _frames_dir_notes(audio: list[tuple[Path, float]], times: list[Fraction] | None) -> list[str]:
+    """What a PNG folder output leaves out."""
+    notes: list[str] = []
+    if audio:
+        notes.append(f"{len(audio)} audio stream(s) skipped: a PNG folder holds no audio (restore to .mkv)")
+    if times is not None:
+        notes.append("variable frame rate: PNG frames carry no frame times (restore to .mkv or .mp4)")
+    return notes
+
+
+def _write_video_extras(
+    frames: Iterator[np.ndarray],
+    out: Path,
+    fps: Fraction,
+    settings: RestoreSettings,
+    lossless: bool | None,
+    source: Mapping[str, Any],
+    folder: Path,
+    overwrite: bool,
+    audio: list[tuple[Path, float]],
+    times: list[Fraction] | None,
+) -> tuple[int, tuple[int, int], list[str]]:
+    """Encode the video, retime it to ``times`` (VFR) and mux ``audio`` back, atomically."""
+    notes: list[str] = []
+    with atomic_output(out, forbid=list(folder.iterdir()), overwrite=overwrite) as final_tmp:
+        video_only = final_tmp.with_name(f"{final_tmp.stem}.video{out.suffix}")
+        retimed = final_tmp.with_name(f"{final_tmp.stem}.retimed.mkv")
+        try:
+            write = (frames, video_only, fps, settings, lossless, source, folder)
+            count, size = _write_video(*write, overwrite=True)
+            if times is not None:
+                if len(times) != count:
+                    raise RestoreError(
+                        f"{out}: restored {count} frames but the archive has {len(times)} frame times"
+                    )
+                retime_video(video_only, retimed, times)
+            if mux_streams(retimed if times is not None else video_only, audio, final_tmp) == "aac":
+                notes.append(f"audio re-encoded to AAC: {out.suffix} cannot hold its codec (use .mkv)")
+        finally:
+            video_only.unlink(missing_ok=True)
+            retimed.unlink(missing_ok=True)
+    return count, size, notes
 
 
 def decoded_frames(path: PathLike) -> Iterator[np.ndarray]:

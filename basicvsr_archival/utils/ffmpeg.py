@@ -222,6 +222,8 @@ def probe_video(path: PathLike) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / av.time_base
         num_frames = stream.frames or _count_packets(container, stream)
+        if container.format.name == "avi":  # AVI headers count the empty (dropped) frames of VFR files
+            num_frames = _count_packets(container, stream)
         return VideoInfo(
             path=p,
             width=int(cc.width),

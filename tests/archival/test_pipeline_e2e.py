@@ -113,7 +113,7 @@ def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch, capsys):
     assert err.startswith("error: unexpected RuntimeError: killed while packaging; ") and hint in err, err
     assert "\n" not in err
     assert not out.exists() and not list(tmp_path.glob("A.tar*"))  # nothing that looks like an archive
-    assert set(JobState(work).data["stages"]) == {"probe", "encode_lr", "decode_lr", "finetune"}
+    assert set(JobState(work).data["stages"]) == {"probe", "encode_lr", "decode_lr", "finetune", "audio"}
     assert not (work / ".lock").exists()  # locks released (and removed) when the run ended
     with pytest.raises(package.ArchiveError) as refused:
         run_archive_job(TINY_CI, a, out, work, cfg_options=opts, progress=False)

@@ -18,7 +18,9 @@ An archive job (``tools/archive.py CONFIG VIDEO -o ARCHIVE``) reads these top-le
   ``max_seq_len`` (fixed chunk length: bounded memory, reproducible output), ``overlap`` (context
   frames on each side of a chunk so chunk borders do not show; None = ``min(3, max_seq_len // 4)``,
   recorded as a number in the manifest), and ``output``:
-  ``lossless`` (libx264rgb CRF 0, or FFV1 in .mkv with ``codec='ffv1'``) or a CRF encode.
+  ``lossless`` (libx264rgb CRF 0, or FFV1 in .mkv with ``codec='ffv1'``) or a CRF encode;
+* ``drop_audio``: leave the source's audio streams out (``tools/archive.py --drop-audio``); by default
+  each is kept as a member ``audio<i>.mka`` and restored into video outputs.
 """
 
 codec = dict(
@@ -77,3 +79,5 @@ restore = dict(
     overlap=None,
     output=dict(lossless=True, codec="libx264", crf=18, preset="medium", pix_fmt="yuv420p"),
 )
+
+drop_audio = False
