@@ -36,6 +36,8 @@ from tqdm import tqdm
 
 from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16, preferred_memory_format
 from basicvsr_archival.registry import MODELS
+from basicvsr_archival.utils.checkpoint import CheckpointReadError
+from basicvsr_archival.utils.checkpoint import read_state_dict as _read_state_dict
 from basicvsr_archival.utils.ffmpeg import (
     MediaError,
     VideoInputError,
@@ -130,15 +132,9 @@ def _first_line(exc: BaseException) -> str:
 def _checkpoint_state_dict(path: Path) -> dict[str, Any]:
     """The state dict of a checkpoint file as mmengine sees it ('state_dict' entry, 'module.' stripped)."""
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint file not found") from None
-    except Exception as exc:  # torch.load raises UnpicklingError, RuntimeError, KeyError, EOFError, ...
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: checkpoint holds no state dict (got {type(ckpt).__name__})")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+        return _read_state_dict(path)
+    except CheckpointReadError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _listed(keys: list[str]) -> str:

@@ -127,8 +127,16 @@ def test_bare_generator_state_dict_gets_a_hint(tiny_model: torch.nn.Module, tmp_
 def test_unreadable_or_missing_checkpoint(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pth"
     garbage.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"garbage\.pth: not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage\.pth: not a PyTorch checkpoint \(neither"):
         init_model(TINY_CONFIG, garbage, device="cpu")
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError) as info:  # torch itself says weights_only=False "will likely succeed"
+        init_model(TINY_CONFIG, noise, device="cpu")
+    assert (
+        str(info.value)
+        == f"{noise}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+    )
     with pytest.raises(CheckpointError, match=r"nope\.pth: checkpoint file not found"):
         init_model(TINY_CONFIG, tmp_path / "nope.pth", device="cpu")
 
