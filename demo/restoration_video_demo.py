@@ -40,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
         description="Restore (x4 super-resolve) a video or a folder of frames with BasicVSR++.",
-        epilog="Output: a folder of PNG frames named like the input frames (%08d.png for a video input), "
-        "or a .mp4/.mkv video (x264, input frame rate; 25 fps for a frame folder). Outputs are written "
-        "atomically and never over the input.",
+        epilog="Output: a folder of PNG frames named like the input frames (%08d.png for a video input) for "
+        "a path without extension or ending in '/', or a .mp4/.mkv/.mov/.avi video (x264, input frame rate; "
+        "25 fps for a frame folder); other extensions are refused. Outputs are written atomically, never "
+        "over the input, and an existing video or same-named frame only with --overwrite.",
     )
     parser.add_argument(
         "config", metavar="CONFIG", help="model config (.py), e.g. configs/basicvsr_plusplus_reds4.py"
@@ -59,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="folder of frames (png/jpg/jpeg/bmp, sorted by name) or a video file; omit with --synthetic",
     )
-    parser.add_argument("output", metavar="OUT", help="output folder of PNG frames, or a .mp4 / .mkv file")
+    parser.add_argument(
+        "output",
+        metavar="OUT",
+        help="output folder of PNG frames (no extension, or ending in '/'), or a .mp4/.mkv/.mov/.avi file",
+    )
     parser.add_argument(
         "--synthetic",
         action="store_true",
@@ -102,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-audio",
         action="store_true",
         help="do not carry the audio of a video input into a video output (default: carry it)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output video, or same-named frames in the output folder (never an input)",
     )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -147,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from basicvsr_archival.utils.frame_times import vfr_warning
 
     source = synthetic_frame_source() if args.synthetic else read_frame_source(args.input)
-    check_output_path(source.path, args.output)
+    check_output_path(source.path, args.output, args.overwrite, source)  # before any work
     device = resolve_device(args.device)
     if args.precision == "fp16" and device.type != "cuda":
         raise InferenceError("--fp16 needs a CUDA device: use --precision bf16 or fp32 on the CPU")
@@ -185,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         crf=args.crf,
         overlap=args.overlap,
         audio=not args.no_audio,
+        overwrite=args.overwrite,
     )
     elapsed = time.perf_counter() - start
     print(

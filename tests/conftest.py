@@ -85,3 +85,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):
+    """A 64 KiB tmpfs mounted on a temporary folder: a disk that fills up (skipped where mount is refused)."""
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)

@@ -25,7 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Restore the original-resolution video from an archive.")
     parser.add_argument("archive", help="archive directory or .tar")
     parser.add_argument(
-        "-o", "--output", required=True, help="output video (.mp4/.mkv) or folder of PNG frames"
+        "-o",
+        "--output",
+        required=True,
+        help="output video (.mp4/.mkv/.mov/.avi) or folder of PNG frames (no extension, or ending in '/')",
     )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the archive's setting)")
     prec = parser.add_mutually_exclusive_group()

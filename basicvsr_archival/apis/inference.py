@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from tqdm import tqdm
 
 from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16, preferred_memory_format
 from basicvsr_archival.registry import MODELS
+from basicvsr_archival.utils.checkpoint import CheckpointReadError
+from basicvsr_archival.utils.checkpoint import read_state_dict as _read_state_dict
 from basicvsr_archival.utils.ffmpeg import (
     MediaError,
     VideoInputError,
@@ -44,6 +45,14 @@ from basicvsr_archival.utils.ffmpeg import (
     probe_video,
 )
 from basicvsr_archival.utils.memory import tune_malloc
+from basicvsr_archival.utils.output import OutputExistsError as _OutputExistsError
+from basicvsr_archival.utils.output import OutputPathError as _OutputPathError
+from basicvsr_archival.utils.output import check_output_path as _check_output_path
+from basicvsr_archival.utils.output import (
+    is_video_output,  # noqa: F401  (re-exported by basicvsr_archival.apis)
+    make_temp_dir,
+    write_png,
+)
 
 from .streaming import (
     OverlapError,
@@ -59,7 +68,6 @@ PathLike = str | os.PathLike
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mkv")
 FOLDER_FPS = Fraction(25)  # frame rate given to a folder of frames (and to a video written from one)
 PRECISIONS = ("fp32", "fp16", "bf16")
 _MAX_LISTED_KEYS = 3
@@ -81,8 +89,12 @@ class FrameSourceError(InferenceError, ValueError):
     """An input folder / video is missing, empty or unreadable."""
 
 
-class OutputPathError(InferenceError, ValueError):
-    """An output path is unusable, e.g. it would overwrite the input."""
+class OutputPathError(InferenceError, _OutputPathError):
+    """An output path is unusable, e.g. it would overwrite the input or has an unknown extension."""
+
+
+class OutputExistsError(OutputPathError, _OutputExistsError):
+    """The output (or a same-named frame in the output folder) exists and ``overwrite`` is off."""
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -130,15 +142,9 @@ def _first_line(exc: BaseException) -> str:
 def _checkpoint_state_dict(path: Path) -> dict[str, Any]:
     """The state dict of a checkpoint file as mmengine sees it ('state_dict' entry, 'module.' stripped)."""
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint file not found") from None
-    except Exception as exc:  # torch.load raises UnpicklingError, RuntimeError, KeyError, EOFError, ...
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: checkpoint holds no state dict (got {type(ckpt).__name__})")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+        return _read_state_dict(path)
+    except CheckpointReadError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _listed(keys: list[str]) -> str:
@@ -478,41 +484,40 @@ class InferenceResult(NamedTuple):
     height: int
 
 
-def is_video_output(path: PathLike) -> bool:
-    """True if ``path`` names a video file to encode (.mp4 / .mkv), False for a folder of PNG frames."""
-    return Path(path).suffix.lower() in VIDEO_OUTPUT_SUFFIXES
+def check_output_path(
+    input_path: PathLike | None,
+    output_path: PathLike,
+    overwrite: bool = False,
+    source: FrameSource | None = None,
+) -> str:
+    """Check ``output_path`` before any work (the rules of :func:`utils.output.check_output_path`).
+
+    Returns ``'video'`` or ``'frames'``. Raises :class:`OutputPathError` for an output that is, is
+    inside or holds the input, an unknown extension, an unusable folder; :class:`OutputExistsError`
+    for an existing video file, or (frames of ``source``, else any file) a same-named frame in an
+    existing output folder, unless ``overwrite``.
+    """
+    names = None
+    if source is not None:
+        names = [source.output_name(i) for i in range(source.num_frames)]
+    try:
+        return _check_output_path(output_path, inputs=[input_path], overwrite=overwrite, frame_names=names)
+    except _OutputExistsError as exc:
+        raise OutputExistsError(str(exc)) from None
+    except _OutputPathError as exc:
+        raise OutputPathError(str(exc)) from None
 
 
-def check_output_path(input_path: PathLike | None, output_path: PathLike) -> None:
-    """Raise OutputPathError if ``output_path`` equals / lies inside the input or has the wrong kind."""
-    out = Path(output_path)
-    if input_path is not None:
-        src, dst = Path(input_path).resolve(), out.resolve()
-        if dst == src or (src.is_dir() and src in dst.parents):
-            where = "is" if dst == src else "is inside"
-            raise OutputPathError(
-                f"{out}: output {where} the input {input_path}: refusing to overwrite the input"
-            )
-    if is_video_output(out) and out.is_dir():
-        raise OutputPathError(f"{out}: is a folder but a video file output was asked for (by its suffix)")
-    if not is_video_output(out) and out.exists() and not out.is_dir():
-        raise OutputPathError(
-            f"{out}: exists and is not a folder (frame output needs a folder, video output .mp4/.mkv)"
-        )
-
-
-def _write_png(path: Path, frame: np.ndarray) -> None:
-    """Write an RGB uint8 frame as PNG to ``path`` or raise OSError."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: cannot write PNG")
-
-
-def _publish_folder(tmp_dir: Path, out_dir: Path) -> None:
+def _publish_folder(tmp_dir: Path, out_dir: Path, overwrite: bool) -> None:
     """Move the finished frames of ``tmp_dir`` to ``out_dir`` (rename the folder, or file by file)."""
     if not out_dir.exists():
         os.replace(tmp_dir, out_dir)
         return
-    for item in sorted(tmp_dir.iterdir()):
+    items = sorted(tmp_dir.iterdir())
+    clash = next((out_dir / p.name for p in items if os.path.lexists(out_dir / p.name)), None)
+    if clash is not None and not overwrite:  # e.g. a video with more frames than its container said
+        raise OutputExistsError(f"{clash}: already exists (pass --overwrite to replace it)")
+    for item in items:
         os.replace(item, out_dir / item.name)
     tmp_dir.rmdir()
 
@@ -529,45 +534,57 @@ def restoration_video_inference(
     crf: int = 18,
     overlap: int | None = None,
     audio: bool = True,
+    overwrite: bool = False,
 ) -> InferenceResult:
-    """Restore a frame folder / video (or a :class:`FrameSource`) into PNG frames or an .mp4/.mkv video.
+    """Restore a frame folder / video (or a :class:`FrameSource`) into PNG frames or a video file.
 
+    The output kind follows the path (:func:`check_output_path`): a .mp4/.mkv/.mov/.avi video, or a
+    folder of PNG frames for a path without extension or ending in '/'; other extensions are refused.
     PNG frames keep the input frame names (``%08d.png`` for video input). They are written into a
     temporary folder beside ``output_path`` that replaces it when complete; if ``output_path`` already
-    exists, the finished frames are then moved into it one by one (same-named files replaced). Videos
-    are x264 (``crf``) at the input's frame rate, written to a temporary file and renamed; with
-    ``audio`` (default) a video input's audio streams are carried into a video output (stream copy,
-    or AAC when the container refuses the codec); frame outputs have no audio. An output equal to or
-    inside the input is refused. See :func:`restore_video_frames` for the other arguments.
+    exists, the finished frames are then moved into it one by one. Videos are x264 (``crf``) at the
+    input's frame rate, written to a temporary file and renamed; with ``audio`` (default) a video
+    input's audio streams are carried into a video output (stream copy, or AAC when the container
+    refuses the codec); frame outputs have no audio. An output equal to, inside or holding the input
+    is refused, and so is an existing video file or same-named frame unless ``overwrite``. See
+    :func:`restore_video_frames` for the other arguments.
     """
     source = input_path if isinstance(input_path, FrameSource) else read_frame_source(input_path)
     out = Path(output_path)
-    check_output_path(source.path, out)
+    kind = check_output_path(source.path, output_path, overwrite, source)
     frames = restore_video_frames(
         model, source, max_seq_len, window_size, device, precision, progress, overlap=overlap
     )
     count, size = 0, (0, 0)
-    if is_video_output(out):
+    if kind == "video":
         audio_from = source.path if audio and source.kind == "video" else None
         try:
             count, size, _ = write_video(
-                frames, out, source.fps, crf=crf, forbid=source.path, audio_from=audio_from
+                frames,
+                out,
+                source.fps,
+                crf=crf,
+                forbid=source.path,
+                audio_from=audio_from,
+                overwrite=overwrite,
             )
         except MediaError as exc:
             raise InferenceError(_first_line(exc)) from None
         return InferenceResult(out, count, *size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp_dir = make_temp_dir(out)
     try:
         for frame in frames:
             name = source.output_name(count)
             tmp = tmp_dir / f".{name}.tmp.png"
-            _write_png(tmp, frame)
+            try:
+                write_png(tmp, frame)
+            except MediaError as exc:  # one line naming the file; a full disk says so
+                raise InferenceError(str(exc)) from None
             os.replace(tmp, tmp_dir / name)
             count, size = count + 1, (frame.shape[1], frame.shape[0])
         if count == 0:
             raise FrameSourceError(f"{source.description}: no frames were read")
-        _publish_folder(tmp_dir, out)
+        _publish_folder(tmp_dir, out, overwrite)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return InferenceResult(out, count, *size)

@@ -240,24 +240,26 @@ def write_video(
     crf: int = 18,
     forbid: PathLike | None = None,
     audio_from: PathLike | None = None,
+    overwrite: bool = True,
 ) -> tuple[int, tuple[int, int], bool]:
     """Encode ``frames`` into ``out`` (x264, ``crf``), streaming; returns (frames, (w, h), audio carried).
 
     With ``audio_from`` (a video file), its audio streams are muxed into the output: the video is
     encoded into a temporary file, then :func:`~basicvsr_archival.utils.audio.mux_audio` writes
     video + audio into the temporary output, which is renamed onto ``out`` only when complete.
-    Without audio in ``audio_from`` (or with None) the output is video-only, as before.
+    Without audio in ``audio_from`` (or with None) the output is video-only, as before. An existing
+    ``out`` is replaced only with ``overwrite``.
     """
     target = Path(out)
     count, size = 0, (0, 0)
     source = Path(audio_from) if audio_from is not None else None
     if source is None or not has_audio(source):
-        with VideoWriter(target, fps=fps, crf=crf, forbid=forbid) as writer:
+        with VideoWriter(target, fps=fps, crf=crf, forbid=forbid, overwrite=overwrite) as writer:
             for frame in frames:
                 writer.write(frame)
                 count, size = count + 1, (frame.shape[1], frame.shape[0])
         return count, size, False
-    with atomic_output(target, forbid=forbid) as final_tmp:
+    with atomic_output(target, forbid=forbid, overwrite=overwrite) as final_tmp:
         video_only = final_tmp.with_name(f"{final_tmp.stem}.video{target.suffix}")
         try:
             with VideoWriter(video_only, fps=fps, crf=crf, forbid=forbid) as writer:

@@ -39,6 +39,9 @@ from typing import IO, Any
 
 import torch
 
+from basicvsr_archival.utils.checkpoint import CheckpointReadError
+from basicvsr_archival.utils.checkpoint import read_state_dict as read_checkpoint_state_dict
+
 PathLike = str | os.PathLike
 
 FORMAT_NAME = "basicvsr-archival"
@@ -143,17 +146,13 @@ class StorageSettings:
 
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint (its 'state_dict' entry, 'module.' prefixes stripped), read safely."""
-    p = Path(path)
-    if not p.is_file():
-        raise BaseCheckpointError(f"{p}: checkpoint file not found")
     try:
-        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise BaseCheckpointError(f"{p}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BaseCheckpointError(f"{p}: checkpoint holds no state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+        state = read_checkpoint_state_dict(path)
+    except CheckpointReadError as exc:  # one line: missing, not a checkpoint, damaged, unsafe objects
+        raise BaseCheckpointError(str(exc)) from None
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BaseCheckpointError(f"{path}: checkpoint holds no state dict of tensors")
+    return state
 
 
 def _first_line(exc: BaseException) -> str:

@@ -35,8 +35,12 @@ from mmengine.config import Config
 
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
+<<<<<<< HEAD
 from basicvsr_archival.utils.frame_times import frame_times
 from basicvsr_archival.utils.lock import exclusive_lock
+=======
+from basicvsr_archival.utils.output import OutputPathError, check_output_location
+>>>>>>> c-demo
 
 from . import codec as codec_mod
 from . import finetune as finetune_mod
@@ -339,6 +343,11 @@ def run_archive_job(
     work = Path(work_dir) if work_dir is not None else default_work_dir(out)
     if not src.is_file():
         raise ArchiveError(f"{src}: source video not found")
+    try:  # before any work: no folder on the way to the archive or work dir is a file, both writable
+        check_output_location(out)
+        check_output_location(work / "state")
+    except OutputPathError as exc:
+        raise ArchiveError(str(exc)) from None
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise ArchiveExistsError(f"{out}: refusing to write the archive over the input {src}")
     if work.resolve() == src.resolve() or out.resolve() in [work.resolve(), *work.resolve().parents]:

@@ -18,7 +18,6 @@ folder has neither: the audio and the frame times are skipped with a note (``Res
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,6 +34,14 @@ from basicvsr_archival.apis.streaming import OverlapError, default_overlap, reso
 from basicvsr_archival.utils.audio import mux_streams
 from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, atomic_output, iter_video_frames
 from basicvsr_archival.utils.frame_times import retime_video
+from basicvsr_archival.utils.output import (
+    OutputExistsError,
+    OutputIsInputError,
+    OutputPathError,
+    check_output_path,
+    make_temp_dir,
+    write_png,
+)
 
 from .package import (
     ArchiveCorruptError,
@@ -48,7 +55,6 @@ from .package import (
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-VIDEO_SUFFIXES = (".mp4", ".mkv")
 
 
 class RestoreError(ArchiveError):
@@ -181,34 +187,27 @@ def load_archive_model(
     return build_model(model_info["config"], state, where)
 
 
-def _check_output(out: Path, forbid: Iterable[Path], overwrite: bool) -> None:
-    """Refuse outputs that are (or are inside) an input, and existing outputs unless ``overwrite``."""
-    dst = out.resolve()
-    for src in forbid:
-        s = src.resolve()
-        if dst == s or s in dst.parents or (out.exists() and dst in s.parents):
-            raise ArchiveExistsError(f"{out}: output would overwrite the input {src}; choose another path")
-    if out.suffix.lower() in VIDEO_SUFFIXES:
-        if out.is_dir():
-            raise RestoreError(f"{out}: is a folder, but a video output was asked for (by its suffix)")
-    elif out.exists() and not out.is_dir():
-        raise RestoreError(f"{out}: exists and is not a folder (frames need a folder, videos .mp4/.mkv)")
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise ArchiveExistsError(f"{out}: already exists (pass --overwrite to replace it)")
-    if out.is_dir() and any(f.suffix.lower() != ".png" or not f.is_file() for f in out.iterdir()):
-        raise RestoreError(f"{out}: holds files other than PNG frames; choose an empty or new folder")
+def _check_output(out: PathLike, forbid: Iterable[Path], overwrite: bool, codec: str | None = None) -> str:
+    """Check the output path (utils/output.py rules; a frame folder is replaced whole); returns its kind."""
+    try:
+        kind = check_output_path(out, inputs=forbid, overwrite=overwrite, frame_names=None, codec=codec)
+    except (OutputExistsError, OutputIsInputError) as exc:
+        raise ArchiveExistsError(str(exc)) from None
+    except OutputPathError as exc:
+        raise RestoreError(str(exc)) from None
+    folder = Path(out)
+    if folder.is_dir() and any(f.suffix.lower() != ".png" or not f.is_file() for f in folder.iterdir()):
+        raise RestoreError(f"{folder}: holds files other than PNG frames; choose an empty or new folder")
+    return kind
 
 
 def _write_frames_dir(frames: Iterator[np.ndarray], out: Path) -> tuple[int, tuple[int, int]]:
     """Write ``%08d.png`` frames into a temporary folder beside ``out`` and rename it onto ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    tmp.mkdir()
+    tmp = make_temp_dir(out)
     count, size = 0, (0, 0)
     try:
         for frame in frames:
-            if not cv2.imwrite(str(tmp / f"{count:08d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-                raise RestoreError(f"{tmp / f'{count:08d}.png'}: cannot write PNG")
+            write_png(tmp / f"{count:08d}.png", frame)  # FrameWriteError names a full disk
             count, size = count + 1, (frame.shape[1], frame.shape[0])
         if out.exists():
             shutil.rmtree(out)
@@ -248,11 +247,14 @@ def restore_archive(
     out = Path(output)
     t0 = time.perf_counter()
     notes: list[str] = []
+    _check_output(output, [src], overwrite)  # before the archive is verified (hashed) or extracted
     with open_archive(src) as (manifest, folder):
         where = str(src)
-        _check_output(out, [src, folder], overwrite)
         # manifests from before chunk overlap existed were restored without it: keep their output
         settings = RestoreSettings.from_dict({"overlap": 0, **manifest["settings"]["restore"]})
+        exact = settings.lossless if lossless is None else lossless  # lossless: libx264rgb, or ffv1
+        codec = settings.codec if not exact else "ffv1" if settings.codec == "ffv1" else "libx264rgb"
+        kind = _check_output(output, [src, folder], overwrite, codec)
         source = manifest["source"]
         fps = Fraction(str(source["fps"]))
         want = (int(source["num_frames"]), int(source["width"]), int(source["height"]))
@@ -268,10 +270,10 @@ def restore_archive(
                 model, lr, max_seq_len=seq, device=dev, precision=prec, progress=progress, overlap=overlap
             )
             extras = _stream_extras(manifest, folder, where)
-            if out.suffix.lower() in VIDEO_SUFFIXES and any(extras):
+            if kind == "video" and any(extras):
                 write = (frames, out, fps, settings, lossless, source, folder)
                 count, size, notes = _write_video_extras(*write, overwrite, *extras)
-            elif out.suffix.lower() in VIDEO_SUFFIXES:
+            elif kind == "video":
                 count, size = _write_video(frames, out, fps, settings, lossless, source, folder, overwrite)
             else:
                 count, size = _write_frames_dir(frames, out)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,8 +17,10 @@ from mmengine.config import Config
 from basicvsr_archival.apis import (
     CheckpointError,
     CheckpointMismatchError,
+    FrameSource,
     FrameSourceError,
     InferenceError,
+    OutputExistsError,
     OutputPathError,
     init_model,
     read_frame_source,
@@ -24,11 +29,25 @@ from basicvsr_archival.apis import (
     window_indices,
 )
 from basicvsr_archival.apis.inference import _sliding_windows
-from basicvsr_archival.utils.ffmpeg import VideoWriter, probe_video
+from basicvsr_archival.utils.audio import audio_codecs
+from basicvsr_archival.utils.ffmpeg import (
+    VideoWriter,
+    count_video_frames,
+    iter_video_frames,
+    probe_video,
+    run_ffmpeg,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny_basicvsrpp_c8n1.py"
 H, W = 64, 64  # the smallest size BasicVSR++ runs without padding
+
+
+def _umask() -> int:
+    """The process umask (read without changing it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def make_frames(n: int, h: int = H, w: int = W) -> list[np.ndarray]:
@@ -127,8 +146,16 @@ def test_bare_generator_state_dict_gets_a_hint(tiny_model: torch.nn.Module, tmp_
 def test_unreadable_or_missing_checkpoint(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pth"
     garbage.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"garbage\.pth: not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage\.pth: not a PyTorch checkpoint \(neither"):
         init_model(TINY_CONFIG, garbage, device="cpu")
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError) as info:  # torch itself says weights_only=False "will likely succeed"
+        init_model(TINY_CONFIG, noise, device="cpu")
+    assert (
+        str(info.value)
+        == f"{noise}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+    )
     with pytest.raises(CheckpointError, match=r"nope\.pth: checkpoint file not found"):
         init_model(TINY_CONFIG, tmp_path / "nope.pth", device="cpu")
 
@@ -257,9 +284,10 @@ def test_inference_writes_png_folder_atomically(fake_model: torch.nn.Module, fra
     assert sorted(p.name for p in out.iterdir()) == ["shot_a.png", "shot_b.png", "shot_c.png"]
     assert cv2.imread(str(out / "shot_a.png")).shape == (4 * H, 4 * W, 3)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left
-    # an existing output folder: frames are moved in, other files kept
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_umask()  # not mkdtemp's 0o700
+    # an existing output folder: same-named frames need overwrite=True; frames are moved in, others kept
     (out / "keep.txt").write_text("x")
-    restoration_video_inference(fake_model, frame_dir, out, max_seq_len=3, progress=False)
+    restoration_video_inference(fake_model, frame_dir, out, max_seq_len=3, progress=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "shot_a.png", "shot_b.png", "shot_c.png"]
 
 
@@ -292,3 +320,95 @@ def test_fake_model_outputs_match_nearest_upscale(fake_model: torch.nn.Module) -
         assert len(outputs) == 4
         for frame, out in zip(frames, outputs):
             np.testing.assert_array_equal(out, frame.repeat(4, axis=0).repeat(4, axis=1))
+
+
+# ---------------------------------------------------------------------------------------- output paths
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-frame 32x32 x264 clip at 10 fps with a 0.4 s AAC sine track."""
+    path = tmp_path_factory.mktemp("clip") / "in.mp4"
+    args = ["-f", "lavfi", "-i", "testsrc2=size=32x32:rate=10", "-f", "lavfi", "-i", "sine=frequency=440"]
+    args += [
+        "-frames:v",
+        "4",
+        "-t",
+        "0.4",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(path),
+    ]
+    run_ffmpeg(args, "making the test clip")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov", ".avi", ".MP4"])
+def test_each_accepted_container_writes_a_decodable_video(
+    fake_model: torch.nn.Module, clip_with_audio: Path, tmp_path: Path, suffix: str
+) -> None:
+    out = tmp_path / f"out{suffix}"
+    result = restoration_video_inference(fake_model, clip_with_audio, out, progress=False)
+    assert (result.num_frames, result.width, result.height) == (4, 128, 128)
+    assert count_video_frames(out, decode=True) == 4  # decodes frame by frame, not just probes
+    frames = list(iter_video_frames(out))
+    assert len(frames) == 4 and frames[0].shape == (128, 128, 3)
+    assert len(audio_codecs(out)) == 1  # the input's audio is carried in every container
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+@pytest.mark.parametrize("name", ["out.xyz", "out.webm", "out.png"])
+def test_unknown_output_extension_is_refused_before_any_work(
+    fake_model: torch.nn.Module, frame_dir: Path, tmp_path: Path, name: str
+) -> None:
+    out = tmp_path / "res" / name
+    with pytest.raises(OutputPathError, match=rf"{name}: unknown output extension '\.\w+'"):
+        restoration_video_inference(fake_model, frame_dir, out, progress=False)
+    assert not (tmp_path / "res").exists()  # no folder of PNGs, no temporary folder
+    result = restoration_video_inference(fake_model, frame_dir, f"{out}/", progress=False)  # '/': a folder
+    assert result.num_frames == 3 and len(list(out.glob("*.png"))) == 3
+
+
+def test_existing_outputs_are_refused_unless_overwrite(
+    fake_model: torch.nn.Module, frame_dir: Path, tmp_path: Path
+) -> None:
+    video = tmp_path / "out.mkv"
+    video.write_bytes(b"keep")
+    with pytest.raises(OutputExistsError, match=r"out\.mkv: already exists \(pass --overwrite"):
+        restoration_video_inference(fake_model, frame_dir, video, progress=False)
+    assert video.read_bytes() == b"keep"
+    restoration_video_inference(fake_model, frame_dir, video, progress=False, overwrite=True)
+    assert probe_video(video).num_frames == 3
+    folder = tmp_path / "frames_out"
+    folder.mkdir()
+    (folder / "shot_b.png").write_bytes(b"keep")
+    with pytest.raises(OutputExistsError, match=r"frames_out/shot_b\.png: already exists"):
+        restoration_video_inference(fake_model, frame_dir, folder, progress=False)
+    assert [p.name for p in folder.iterdir()] == ["shot_b.png"] and (
+        folder / "shot_b.png"
+    ).read_bytes() == b"keep"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_output_under_a_file_is_refused_before_any_work(
+    fake_model: torch.nn.Module, frame_dir: Path, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "passwd"
+    a_file.write_text("x")
+    with pytest.raises(OutputPathError, match=r"passwd/out\.mp4: .*passwd is a file, not a folder"):
+        restoration_video_inference(fake_model, frame_dir, a_file / "out.mp4", progress=False)
+
+
+def test_png_frames_onto_a_full_disk_say_so(fake_model: torch.nn.Module, tiny_tmpfs: Path) -> None:
+    frames = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(8)]
+    source = FrameSource("noise", "generated", 8, Fraction(25), 32, 32, _open=lambda: iter(frames))
+    out = tiny_tmpfs / "frames"  # 8 frames of 128x128 blocky noise, >12 KB each as PNG: 64 KiB of disk
+    with pytest.raises(InferenceError) as info:
+        restoration_video_inference(fake_model, source, out, progress=False)
+    message = str(info.value)
+    assert re.search(
+        rf"\.png: cannot write PNG: disk full: \d+ bytes free on {re.escape(str(tiny_tmpfs))}$", message
+    )
+    assert "\n" not in message and list(tiny_tmpfs.iterdir()) == []  # the partial frames are removed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,13 @@ def archives(reds_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     run_archive_job(TINY_CI, src, tmp / "clip.archive", work, cfg_options=opts, progress=False)
     run_archive_job(TINY_CI, src, tmp / "clip.tar", work, resume=True, cfg_options=opts, progress=False)
     return {"dir": tmp / "clip.archive", "tar": tmp / "clip.tar", "src": src, "base": base}
+
+
+def _umask() -> int:
+    """The process umask (read without changing it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _tool(name: str):
@@ -193,3 +201,65 @@ def test_restore_overlap_from_manifest_option_and_legacy_manifests(archives, tmp
     assert run_cli(_tool("restore").main, [*argv, "--overlap", "2", "--overwrite"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "2 * overlap < max_seq_len" in err and "\n" not in err
+
+
+def test_restore_to_avi_and_png_folder(archives, tmp_path):
+    base = archives["base"]
+    avi = restore_archive(archives["dir"], tmp_path / "r.avi", base_checkpoint=base, progress=False)
+    folder = restore_archive(
+        archives["dir"], f"{tmp_path / 'r.frames'}/", base_checkpoint=base, progress=False
+    )
+    assert stat.S_IMODE(folder.output.stat().st_mode) == 0o777 & ~_umask()  # a normal folder
+    assert avi.num_frames == 6 and probe_video(avi.output).num_frames == 6
+    pairs = list(zip(decoded_frames(avi.output), decoded_frames(folder.output), strict=True))
+    assert len(pairs) == 6 and all(a.shape == (96, 128, 3) and np.array_equal(a, b) for a, b in pairs)
+
+
+def test_restore_checks_the_output_path_first(archives, tmp_path, capsys):
+    base = archives["base"]
+    for out in (tmp_path / "out.xyz", tmp_path / "out.png"):
+        with pytest.raises(RestoreError, match=r"unknown output extension '\.\w+'"):
+            restore_archive(archives["dir"], out, base_checkpoint=base, progress=False)
+    with pytest.raises(RestoreError, match="unknown output extension"):  # before the archive is even read
+        restore_archive(tmp_path / "missing.archive", tmp_path / "out.xyz", progress=False)
+    a_file = tmp_path / "passwd"
+    a_file.write_text("x")
+    argv = [
+        str(archives["dir"]),
+        "-o",
+        str(a_file / "out.mp4"),
+        "--base-checkpoint",
+        str(base),
+        "--no-progress",
+    ]
+    assert run_cli(_tool("restore").main, argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {a_file / 'out.mp4'}: {a_file} is a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]
+
+
+def test_archive_checks_its_output_and_work_dir_first(archives, tmp_path, capsys):
+    a_file = tmp_path / "passwd"
+    a_file.write_text("x")
+    work = tmp_path / "work"
+    for out, wd in ((a_file / "clip.archive", work), (tmp_path / "clip.archive", a_file / "work")):
+        argv = [str(TINY_CI), str(archives["src"]), "-o", str(out), "--work-dir", str(wd), "--no-progress"]
+        assert run_cli(_tool("archive").main, [*argv, "--cfg-options", "finetune.max_iters=1"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert (
+            err.startswith("error: ")
+            and err.endswith(f"{a_file} is a file, not a folder")
+            and "\n" not in err
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]  # no work dir, nothing encoded
+
+
+def test_base_checkpoint_of_random_bytes(tmp_path):
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(package.BaseCheckpointError) as info:
+        package.read_state_dict(noise)
+    assert (
+        str(info.value)
+        == f"{noise}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = REPO_ROOT / "demo" / "restoration_video_demo.py"
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny_basicvsrpp_c8n1.py"
 NUM_FRAMES, H, W = 6, 64, 96
+
+
+def _umask() -> int:
+    """The process umask (read without changing it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def run_demo(*args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -70,11 +78,22 @@ def test_demo_writes_pngs_named_like_the_inputs(small_frames: Path, tiny_checkpo
     assert sorted(p.name for p in out.iterdir()) == names
     for name in names:
         assert cv2.imread(str(out / name)).shape == (4 * H, 4 * W, 3)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_umask()  # not mkdtemp's 0o700
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = run_demo(TINY_CONFIG, tiny_checkpoint, small_frames, out, cwd=tmp_path)  # same-named frames
+    assert_one_line_error(proc, str(out / names[0]), "already exists (pass --overwrite to replace it)")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_demo_writes_mp4_with_all_frames(small_frames: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "restored.mp4"
+    out.write_bytes(b"an earlier result")
     proc = run_demo(TINY_CONFIG, tiny_checkpoint, small_frames, out, "--device", "cpu", cwd=tmp_path)
+    assert_one_line_error(proc, str(out), "already exists (pass --overwrite to replace it)")
+    assert out.read_bytes() == b"an earlier result"
+    proc = run_demo(
+        TINY_CONFIG, tiny_checkpoint, small_frames, out, "--device", "cpu", "--overwrite", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height) == (NUM_FRAMES, 4 * W, 4 * H)
@@ -118,3 +137,36 @@ def test_demo_bad_arguments(tmp_path: Path) -> None:
     assert "IN" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_demo(TINY_CONFIG, "none", "in", "out", "--window-size", "4", cwd=tmp_path)
     assert proc.returncode == 2 and "odd" in proc.stderr
+
+
+def test_demo_checks_the_output_before_loading_the_model(tmp_path: Path) -> None:
+    a_file = tmp_path / "passwd"
+    a_file.write_text("x")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "00000005.png").write_bytes(b"keep")  # a frame the 12 synthetic frames would replace
+    (tmp_path / "old.mp4").write_bytes(b"keep")
+    cases = {
+        "old.mp4": "already exists (pass --overwrite to replace it)",
+        "frames": "00000005.png: already exists (pass --overwrite",
+        "out.xyz": "unknown output extension '.xyz'",
+        "passwd/out.mp4": f"{a_file} is a file, not a folder",
+    }
+    for out, says in cases.items():
+        proc = run_demo(TINY_CONFIG, "none", "--synthetic", tmp_path / out, cwd=tmp_path)
+        # one line, and no "CHECKPOINT is 'none'" warning: the refusal came before the model was built
+        assert_one_line_error(proc, str(tmp_path / out), says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "old.mp4", "passwd"]
+    assert (tmp_path / "old.mp4").read_bytes() == b"keep" and [p.name for p in frames.iterdir()] == [
+        "00000005.png"
+    ]
+
+
+def test_demo_checkpoint_of_random_bytes(tmp_path: Path) -> None:
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(os.urandom(4096))
+    proc = run_demo(TINY_CONFIG, noise, "--synthetic", tmp_path / "out.mp4", cwd=tmp_path)
+    assert_one_line_error(
+        proc, f"{noise}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+    )
+    assert "likely succeed" not in proc.stderr and not (tmp_path / "out.mp4").exists()
