@@ -297,6 +297,9 @@ def job_locks(out: Path, work: Path) -> Iterator[None]:
     A second job on the same archive or work dir fails at once naming the holder's pid; the locks
     die with the process. A work dir created here and left empty is removed again.
     """
+    blocker = next((a for a in out.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise ArchiveError(f"{out}: cannot create the archive there: {blocker} is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -144,6 +144,8 @@ def test_archive_cli_subprocess_error_is_one_line(tmp_path):
 def test_archive_cli_error_messages(clips, tmp_path, capsys):
     a, _ = clips
     tool = _tool("archive")
+    blocker = tmp_path / "a_file"
+    blocker.write_bytes(b"x")
     for argv, message in [
         ([TINY_CI, str(a), "-o", str(a)], "refusing to write the archive over the input"),
         (
@@ -156,6 +158,10 @@ def test_archive_cli_error_messages(clips, tmp_path, capsys):
         ),
         (["nope.py", str(a), "-o", str(tmp_path / "x")], "nope.py: config file not found"),
         (
+            [TINY_CI, str(a), "-o", str(blocker / "out.tar"), "--work-dir", str(tmp_path / "w")],
+            f"{blocker / 'out.tar'}: cannot create the archive there: {blocker} is a file, not a folder",
+        ),
+        (
             [TINY_CI, str(a), "-o", str(tmp_path / "x"), "--cfg-options", "finetune.lr=abc"],
             "tiny_ci: finetune.lr must be a number > 0, got 'abc'",
         ),
@@ -163,6 +169,7 @@ def test_archive_cli_error_messages(clips, tmp_path, capsys):
         assert run_cli(tool.main, argv) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and message in err and "\n" not in err, err
+    assert blocker.read_bytes() == b"x" and not (tmp_path / "w").exists()
 
 
 def test_second_run_of_a_job_is_locked_out(clips, tmp_path, capsys):
