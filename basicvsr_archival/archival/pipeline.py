@@ -35,12 +35,9 @@ from mmengine.config import Config
 
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
-<<<<<<< HEAD
 from basicvsr_archival.utils.frame_times import frame_times
 from basicvsr_archival.utils.lock import exclusive_lock
-=======
 from basicvsr_archival.utils.output import OutputPathError, check_output_location
->>>>>>> c-demo
 
 from . import codec as codec_mod
 from . import finetune as finetune_mod
@@ -297,9 +294,6 @@ def job_locks(out: Path, work: Path) -> Iterator[None]:
     A second job on the same archive or work dir fails at once naming the holder's pid; the locks
     die with the process. A work dir created here and left empty is removed again.
     """
-    blocker = next((a for a in out.parents if a.exists() and not a.is_dir()), None)
-    if blocker is not None:
-        raise ArchiveError(f"{out}: cannot create the archive there: {blocker} is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

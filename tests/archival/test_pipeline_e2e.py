@@ -159,7 +159,7 @@ def test_archive_cli_error_messages(clips, tmp_path, capsys):
         (["nope.py", str(a), "-o", str(tmp_path / "x")], "nope.py: config file not found"),
         (
             [TINY_CI, str(a), "-o", str(blocker / "out.tar"), "--work-dir", str(tmp_path / "w")],
-            f"{blocker / 'out.tar'}: cannot create the archive there: {blocker} is a file, not a folder",
+            f"{blocker / 'out.tar'}: {blocker} is a file, not a folder",
         ),
         (
             [TINY_CI, str(a), "-o", str(tmp_path / "x"), "--cfg-options", "finetune.lr=abc"],
