@@ -43,7 +43,7 @@ from .package import (
     verify_archive,
     write_archive,
 )
-from .restore import RestoreSettings
+from .restore import RestoreSettings, restore_backend
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
@@ -448,6 +448,7 @@ def _stage_package(
             "base_allow_extra_keys": cfg.base_allow_extra_keys,
         },
         "settings": cfg.to_dict(),
+        "restore_backend": restore_backend(),  # the kernel variant restores follow
         "finetune": ft["stats"],
         "timings": timings,
     }
