@@ -53,6 +53,7 @@ from .package import (
     ArchiveCorruptError,
     ArchiveError,
     ArchiveExistsError,
+    check_reference,
     decode_model,
     find_base_checkpoint,
     member_of,
@@ -199,8 +200,22 @@ def load_archive_model(
         raise ValueError(f"which must be 'archive' or 'base', got {which!r}")
     member = member_of(manifest, "model", where)
     compression = model_info["storage"]["compression"]
-    state = decode_model((folder / member).read_bytes(), compression, base_state, f"{where}/{member}")
+    init_state = reference_init_state(model_info, where)
+    data = (folder / member).read_bytes()
+    state = decode_model(data, compression, base_state, f"{where}/{member}", init_state)
     return build_model(model_info["config"], state, where)
+
+
+def reference_init_state(model_info: Mapping[str, Any], where: str) -> dict[str, torch.Tensor] | None:
+    """The seeded initialisation a model stores tensors by reference to (hashes checked), else None."""
+    record = model_info["storage"].get("init_reference")
+    if not record:
+        return None
+    from .finetune import initial_state
+
+    state, _ = initial_state(model_info["config"], None, False, int(record["seed"]))
+    check_reference(state, record, where)
+    return state
 
 
 def restore_backend() -> dict[str, Any]:
