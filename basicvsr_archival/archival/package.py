@@ -4,7 +4,8 @@ Layout of an archive (a directory, or the same members in one uncompressed ``.ta
 
     ARCHIVE/
         lr.mp4            the downscaled, encoded video (what :func:`codec.encode_lr` wrote)
-        model.pt.xz       the SR weights: full, or the delta from a base checkpoint; fp32/fp16/int8; xz
+        model.pt.xz       the SR weights: full, or the delta from a base checkpoint; fp32/fp16/int8; xz;
+                          tensors still at a from-scratch run's seeded init only listed (hashed)
         manifest.json     format version, SHA-256 + bytes of every member and of the source video, source
                           properties, every setting used, fine-tuning stats and timings (written last)
 
@@ -15,7 +16,10 @@ hard kill leaves only a ``*.tmp-*`` directory, never something at ``ARCHIVE``.
 The manifest protects itself: its file must be exactly the canonical JSON serialisation of its content
 (so any changed byte is seen) and it carries ``manifest_sha256``, the SHA-256 of that serialisation
 without the field. A delta model names its base checkpoint by SHA-256; restoring looks the base up
-by name or hash and refuses a file with another hash.
+by name or hash and refuses a file with another hash. A model trained from scratch stores the
+tensors fine-tuning changed; the others are regenerated from the recorded seed at restore and
+checked against a SHA-256 per module (``model.storage.init_reference``), since torch does not
+promise the same initialisation across versions.
 """
 
 from __future__ import annotations
@@ -99,12 +103,17 @@ def _sha256_stream(f: IO[bytes]) -> tuple[str, int]:
 # ------------------------------------------------------------------------------------------ model storage
 @dataclass(frozen=True)
 class StorageSettings:
-    """Model member settings: ``mode`` full/delta (auto: delta iff a base exists), dtype, compression."""
+    """Model member settings: ``mode`` full/delta (auto: delta iff a base exists), dtype, compression.
+
+    ``reference_init``: a model trained from scratch stores the tensors still at their seeded
+    initialisation (frozen or untouched) by reference, as SHA-256 hashes checked at restore.
+    """
 
     mode: str = "auto"
     dtype: str = "fp16"
     compression: str = "lzma"
     level: int = 9
+    reference_init: bool = True
 
     def __post_init__(self) -> None:
         """Validate every field."""
@@ -117,6 +126,8 @@ class StorageSettings:
                 raise ArchiveError(f"storage.{name} must be one of {choices}, got {getattr(self, name)!r}")
         if isinstance(self.level, bool) or not isinstance(self.level, int) or not 0 <= self.level <= 9:
             raise ArchiveError(f"storage.level must be an int in [0, 9], got {self.level!r}")
+        if not isinstance(self.reference_init, bool):
+            raise ArchiveError(f"storage.reference_init must be True or False, got {self.reference_init!r}")
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> StorageSettings:
@@ -207,19 +218,26 @@ def encode_model(
     settings: StorageSettings,
     base_state: Mapping[str, torch.Tensor] | None = None,
     base_sha256: str | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Serialise a restorer state dict as a full or delta model; returns (member bytes, summary).
 
     Delta mode: for each key whose base tensor has the same shape, store ``weights - base`` (computed
     in fp32, then cast to the storage dtype); keys whose delta is exactly zero are only listed
-    (``unchanged``); keys absent from the base are stored in full. Full mode stores every tensor.
+    (``unchanged``); keys absent from the base are stored in full. Full mode stores every tensor,
+    except, given ``init_state`` (the regenerable initialisation of a run from scratch), those
+    bit-identical to it: they are only listed (``init``) and hashed (``summary['init_reference']``,
+    see :func:`reference_record`).
     """
     mode = settings.resolved_mode(base_state is not None)
     tensors: dict[str, torch.Tensor] = {}
     scales: dict[str, float] = {}
-    kinds: dict[str, list[str]] = {"delta": [], "full": [], "unchanged": []}
+    kinds: dict[str, list[str]] = {"delta": [], "full": [], "unchanged": [], "init": []}
     for key, value in state.items():
         v = value.detach().cpu()
+        if mode == "full" and init_state is not None and _same_tensor(v, init_state.get(key)):
+            kinds["init"].append(key)
+            continue
         base = base_state.get(key) if (mode == "delta" and base_state is not None) else None
         if base is not None and tuple(base.shape) == tuple(v.shape):
             if v.is_floating_point():
@@ -266,7 +284,70 @@ def encode_model(
         "raw_bytes": len(raw),
         "bytes": len(data),
     }
+    if kinds["init"]:
+        summary["init_reference"] = reference_record(state, kinds["init"])
     return data, summary
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor | None) -> bool:
+    """Bit-identical: same dtype, shape and bytes."""
+    return b is not None and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b.cpu())
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of a tensor (any dtype), in row-major order."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def module_groups(keys: Iterable[str], chosen: Iterable[str]) -> dict[str, list[str]]:
+    """``chosen`` keys grouped under the shortest dotted prefixes (modules) whose keys are all chosen."""
+    keys, picked = list(keys), set(chosen)
+    total: dict[str, int] = {}
+    inside: dict[str, int] = {}
+    for key in keys:
+        parts = key.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            total[prefix] = total.get(prefix, 0) + 1
+            inside[prefix] = inside.get(prefix, 0) + (key in picked)
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        if key in picked:
+            parts = key.split(".")
+            prefixes = (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+            groups.setdefault(next(p for p in prefixes if inside[p] == total[p]), []).append(key)
+    return groups
+
+
+def reference_record(state: Mapping[str, torch.Tensor], keys: Iterable[str]) -> dict[str, Any]:
+    """Tensors stored by reference: count, parameters and a SHA-256 per module (name, dtype, shape, bytes)."""
+    groups = module_groups(state, keys)
+    hashes = {}
+    for prefix, members in groups.items():
+        h = hashlib.sha256()
+        for key in sorted(members):
+            t = state[key]
+            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(_tensor_bytes(t))
+        hashes[prefix] = h.hexdigest()
+    count = sum(len(m) for m in groups.values())
+    params = int(sum(state[k].numel() for m in groups.values() for k in m))
+    return {"tensors": count, "params": params, "sha256": hashes}
+
+
+def check_reference(init_state: Mapping[str, torch.Tensor], record: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`ArchiveError` naming the modules whose regenerated tensors differ from the record."""
+    want = record.get("sha256") or {}
+    keys = [k for k in init_state if any(k == p or k.startswith(p + ".") for p in want)]
+    got = reference_record(init_state, keys)["sha256"]
+    bad = sorted(p for p in want if got.get(p) != want[p])
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ArchiveError(
+            f"{where}: the seeded initialisation regenerated here (torch {torch.__version__}) differs from "
+            f"the archive's in {names}; restore with the torch version that made the archive "
+            f"({record.get('torch', '?')})"
+        )
 
 
 def decode_model(
@@ -274,8 +355,13 @@ def decode_model(
     compression: str,
     base_state: Mapping[str, torch.Tensor] | None = None,
     where: str = "model",
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Rebuild the fp32 restorer state dict from :func:`encode_model` bytes (base needed for deltas)."""
+    """Rebuild the fp32 restorer state dict from :func:`encode_model` bytes.
+
+    Deltas need ``base_state``; tensors stored by reference need ``init_state`` (checked beforehand
+    with :func:`check_reference`).
+    """
     raw = _decompress(data, compression, where)
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -288,6 +374,16 @@ def decode_model(
     if payload["mode"] == "delta" and base_state is None:
         raise BaseCheckpointError(f"{where}: delta model needs its base checkpoint")
     out: dict[str, torch.Tensor] = {}
+    init_keys = payload.get("init_keys", [])
+    if init_keys and init_state is None:
+        raise ArchiveError(
+            f"{where}: model stores {len(init_keys)} tensors by reference to its initialisation"
+        )
+    for key in init_keys:
+        assert init_state is not None
+        if key not in init_state:
+            raise ArchiveError(f"{where}: the regenerated initialisation lacks tensor {key!r}")
+        out[key] = init_state[key].clone()
     for key in payload["full_keys"]:
         t = tensors[key]
         out[key] = t.float() if t.is_floating_point() else t

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from mmengine.config import Config
 
 from basicvsr_archival.utils.audio import extract_audio
@@ -54,7 +55,7 @@ from .package import (
     verify_archive,
     write_archive,
 )
-from .restore import RestoreSettings
+from .restore import RestoreSettings, restore_backend
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
@@ -556,7 +557,12 @@ def _stage_package(
     state_dict = read_state_dict(work / ft["checkpoint"])
     base = ft["base"]
     base_state = read_state_dict(cfg.base_checkpoint) if cfg.base_checkpoint is not None else None
-    data, summary = encode_model(state_dict, cfg.storage, base_state, base["sha256"] if base else None)
+    init_state = _reference_init_state(cfg)
+    data, summary = encode_model(
+        state_dict, cfg.storage, base_state, base["sha256"] if base else None, init_state
+    )
+    if "init_reference" in summary:  # what restore regenerates: this seed's init under this torch
+        summary["init_reference"].update(seed=cfg.finetune.seed, torch=torch.__version__.split("+")[0])
     probe, enc = state.stage("probe"), state.stage("encode_lr")
     timings = {s: round(float(state.stage(s)["seconds"]), 3) for s in STAGES[:-1]}
     manifest = {
@@ -573,6 +579,7 @@ def _stage_package(
             "base_allow_extra_keys": cfg.base_allow_extra_keys,
         },
         "settings": cfg.to_dict(),
+        "restore_backend": restore_backend(),  # the kernel variant restores follow
         "finetune": ft["stats"],
         "timings": timings,
     }
@@ -589,6 +596,18 @@ def _stage_package(
     state.finish("package", {"archive": str(out.resolve()), "seconds": timings["package"]})
     run.append("package")
     return report.manifest
+
+
+def _reference_init_state(cfg: ArchivalConfig) -> dict[str, Any] | None:
+    """The seeded initialisation restore regenerates (runs from scratch with ``reference_init``), else None.
+
+    Built from the stored model config (no external SPyNet weights), so tensors that started from a
+    file differ from it and are stored.
+    """
+    if cfg.base_checkpoint is not None or not cfg.storage.reference_init:
+        return None
+    state, _ = finetune_mod.initial_state(stored_model_config(cfg.model), None, False, cfg.finetune.seed)
+    return state
 
 
 def _version() -> str:

@@ -3,20 +3,40 @@
 The LR frames are restored in fixed chunks of ``max_seq_len`` frames with ``overlap`` frames of
 context on each side (both recorded in the manifest; manifests written before ``overlap`` existed
 restore with 0, as they did then) by the inference API's streaming
-:func:`~basicvsr_archival.apis.inference.restore_video_frames`, so memory stays bounded and, on
-the CPU, two restorations of an archive are bit-identical (same chunks, same deterministic kernels,
-``+bitexact`` muxing). Output: a video (``.mp4``/``.mkv``, lossless or CRF per the archive's restore
-settings) at the source's frame rate, or a folder of ``%08d.png`` frames; either is written to a
-temporary name and renamed when complete.
+:func:`~basicvsr_archival.apis.inference.restore_video_frames`, so memory stays bounded. Output: a
+video (``.mp4``/``.mkv``/``.mov``/``.avi``, lossless or CRF per the archive's restore settings) at
+the source's frame rate, or a folder of ``%08d.png`` frames; either is written to a temporary name
+and renamed when complete.
 
 A video output gets the archive's audio members back (stream-copied, each at its recorded start
 offset; re-encoded to AAC only if the container refuses the codec, e.g. PCM into .mp4) and, for a
 variable-frame-rate source, the source's frame times (packets retimed, not re-encoded). A PNG
 folder has neither: the audio and the frame times are skipped with a note (``RestoreResult.notes``).
+
+What is reproducible (measured with torch 2.13 on x86-64, 640x272 and 192x128 clips):
+
+* On the CPU in fp32, the restored frames are bit-identical from run to run and for any torch
+  thread count (``OMP_NUM_THREADS`` / ``torch.set_num_threads``: 1, 2, 3, 4, 8, 16 and 32 gave the
+  same network output; the few ops whose rounding depends on how threads split them run on one
+  thread, see :mod:`basicvsr_archival.utils.threads`), provided these are the same: the torch
+  version (its MKL / oneDNN / NNPACK), the CPU instruction set torch dispatches to and the
+  project's C kernels are compiled for (``-march=native``), whether those kernels build, and the
+  kernel variant (convolution implementation, Winograd tile, DCN implementation). The archive
+  records all of them in ``manifest["restore_backend"]`` (:func:`restore_backend`); a restore
+  selects the recorded kernel variant (overriding ``BASICVSR_CONV_IMPL``,
+  ``BASICVSR_WINOGRAD_TILE``, ``BASICVSR_DCN_IMPL``) and warns in one line when the torch version,
+  CPU instruction set or C kernels differ from the record. Archives without the record restore
+  with the current settings, as before.
+* Files: a video is muxed with ``+bitexact`` and encoded with a fixed encoder thread count
+  (x264's bytes depend on it), so its bytes are the same for the same frames and ffmpeg build;
+  PNG bytes depend on OpenCV's libpng / zlib.
+* CUDA and fp16 / bf16 restores are not promised bit-identical (not measured).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import time
@@ -47,6 +67,7 @@ from .package import (
     ArchiveCorruptError,
     ArchiveError,
     ArchiveExistsError,
+    check_reference,
     decode_model,
     find_base_checkpoint,
     member_of,
@@ -55,6 +76,16 @@ from .package import (
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+# the kernel variant of a CPU restore: manifest["restore_backend"] key -> the variable that selects it
+BACKEND_ENV = {
+    "conv_impl": "BASICVSR_CONV_IMPL",
+    "winograd_tile": "BASICVSR_WINOGRAD_TILE",
+    "dcn_impl": "BASICVSR_DCN_IMPL",
+}
+# x264's output bytes depend on its thread count (default: the machine's cores): a fixed count makes
+# the video file, not only its frames, the same on every machine (the model dominates the time)
+ENCODER_THREADS = 4
+logger = logging.getLogger(__name__)
 
 
 class RestoreError(ArchiveError):
@@ -183,7 +214,9 @@ def load_archive_model(
         raise ValueError(f"which must be 'archive' or 'base', got {which!r}")
     member = member_of(manifest, "model", where)
     compression = model_info["storage"]["compression"]
-    state = decode_model((folder / member).read_bytes(), compression, base_state, f"{where}/{member}")
+    init_state = reference_init_state(model_info, where)
+    data = (folder / member).read_bytes()
+    state = decode_model(data, compression, base_state, f"{where}/{member}", init_state)
     return build_model(model_info["config"], state, where)
 
 
@@ -199,6 +232,80 @@ def _check_output(out: PathLike, forbid: Iterable[Path], overwrite: bool, codec:
     if folder.is_dir() and any(f.suffix.lower() != ".png" or not f.is_file() for f in folder.iterdir()):
         raise RestoreError(f"{folder}: holds files other than PNG frames; choose an empty or new folder")
     return kind
+
+
+def reference_init_state(model_info: Mapping[str, Any], where: str) -> dict[str, torch.Tensor] | None:
+    """The seeded initialisation a model stores tensors by reference to (hashes checked), else None."""
+    record = model_info["storage"].get("init_reference")
+    if not record:
+        return None
+    from .finetune import initial_state
+
+    state, _ = initial_state(model_info["config"], None, False, int(record["seed"]))
+    check_reference(state, record, where)
+    return state
+
+
+def restore_backend() -> dict[str, Any]:
+    """What decides a CPU restore's bits besides the archive, for ``manifest["restore_backend"]``.
+
+    The kernel variant (convolution implementation, Winograd tile, DCN implementation; restores
+    follow the recorded one), whether the project's C kernels run here, the torch version and the
+    CPU instruction set torch dispatches to. ``threads: "any"``: the bits do not depend on it;
+    ``encoder_threads``: the fixed thread count of the video encoder (its bytes depend on it).
+    """
+    from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
+    from basicvsr_archival.models.ops.fast_conv import conv_impl
+    from basicvsr_archival.models.ops.winograd import default_tile, winograd_available
+
+    return {
+        "conv_impl": conv_impl(),
+        "winograd_tile": default_tile(),
+        "dcn_impl": os.environ.get(BACKEND_ENV["dcn_impl"], "auto"),
+        "c_kernels": winograd_available() and load_cpu_kernel() is not None,
+        "torch": torch.__version__.split("+")[0],
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": "any",
+        "encoder_threads": ENCODER_THREADS,
+    }
+
+
+@contextlib.contextmanager
+def pinned_backend(manifest: Mapping[str, Any], where: str) -> Iterator[None]:
+    """Select the archive's recorded kernel variant for the block (archives without a record: unchanged)."""
+    from basicvsr_archival.apis.onnx_export import _environ
+    from basicvsr_archival.models.ops.fast_conv import CONV_IMPLS
+    from basicvsr_archival.models.ops.modulated_deform_conv import IMPLS
+    from basicvsr_archival.models.ops.winograd import TILES
+
+    rec = manifest.get("restore_backend")
+    if not isinstance(rec, Mapping):
+        yield
+        return
+    known = {"conv_impl": CONV_IMPLS, "winograd_tile": [str(t) for t in TILES], "dcn_impl": IMPLS}
+    values = {env: str(rec[key]) for key, env in BACKEND_ENV.items() if rec.get(key) is not None}
+    for key, env in BACKEND_ENV.items():
+        if env in values and values[env] not in known[key]:
+            raise RestoreError(f"{where}: the archive's restore_backend.{key}={rec[key]!r} is unknown here")
+    with _environ(**values):
+        yield
+
+
+def warn_if_backend_differs(manifest: Mapping[str, Any], device: torch.device, where: str) -> bool:
+    """One warning line if this CPU restore cannot reproduce the recorded bits (True if it can)."""
+    rec = manifest.get("restore_backend")
+    if device.type != "cpu" or not isinstance(rec, Mapping):
+        return True
+    here = restore_backend()
+    keys = ("torch", "cpu_capability", "c_kernels")
+    diff = [f"{k} {here[k]} (archive: {rec.get(k)})" for k in keys if rec.get(k) != here[k]]
+    if diff:
+        logger.warning(
+            "%s: restoring with %s: frames may differ in the last bit from restores where they match",
+            where,
+            ", ".join(diff),
+        )
+    return not diff
 
 
 def _write_frames_dir(frames: Iterator[np.ndarray], out: Path) -> tuple[int, tuple[int, int]]:
@@ -248,7 +355,7 @@ def restore_archive(
     t0 = time.perf_counter()
     notes: list[str] = []
     _check_output(output, [src], overwrite)  # before the archive is verified (hashed) or extracted
-    with open_archive(src) as (manifest, folder):
+    with open_archive(src) as (manifest, folder), pinned_backend(manifest, str(src)):
         where = str(src)
         # manifests from before chunk overlap existed were restored without it: keep their output
         settings = RestoreSettings.from_dict({"overlap": 0, **manifest["settings"]["restore"]})
@@ -264,6 +371,7 @@ def restore_archive(
             overlap = settings.overlap if seq == settings.max_seq_len else default_overlap(seq)
         try:
             dev = resolve_device(device if device is not None else settings.device)
+            warn_if_backend_differs(manifest, dev, where)
             model = load_archive_model(manifest, folder, where, base_checkpoint, which)
             lr = read_frame_source(folder / member_of(manifest, "lr_bitstream", where))
             frames = restore_frames(
@@ -315,7 +423,7 @@ def _write_video(
         pix_fmt=settings.pix_fmt,
         lossless=lossless,
         color_range=None if lossless else rng,
-        extra_args=["-fflags", "+bitexact", "-flags:v", "+bitexact"],
+        extra_args=["-fflags", "+bitexact", "-flags:v", "+bitexact", "-threads", str(ENCODER_THREADS)],
         forbid=list(folder.iterdir()),
         overwrite=overwrite,
     )

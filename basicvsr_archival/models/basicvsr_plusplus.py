@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicvsr_archival.registry import MODELS
+from basicvsr_archival.utils.threads import one_cpu_thread
 
 from .common import PixelShufflePack, ResidualBlocksWithInputConv, flow_warp, reflect_pad_to
 from .ops import ModulatedDeformConv2d, modulated_deform_conv2d, resolve_impl
@@ -355,7 +356,8 @@ class BasicVSRPlusPlus(nn.Module):
                     hr, "lrelu", slope, out=spent.get("up2")
                 )  # (n, 64, 4h', 4w')
             hr = spent["hr"] = self.conv_hr.forward_fused(hr, "lrelu", slope, out=spent.get("hr"))
-            skip = self.img_upsample(lqs[:, i]) if self.is_low_res_input else lqs[:, i]
+            with one_cpu_thread(lqs):  # the bilinear skip: same bits for any thread count
+                skip = self.img_upsample(lqs[:, i]) if self.is_low_res_input else lqs[:, i]
             hr = self.conv_last.forward_fused(hr, residual=skip)  # (n, 3, s*h, s*w)
             outputs[:, i] = hr
             if cpu_cache:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from basicvsr_archival.utils.threads import one_cpu_thread
+
 from .common import flow_warp
 from .ops.fast_conv import Conv2d
 
@@ -130,7 +132,8 @@ class SPyNet(nn.Module):
             if level == 0:
                 flow_up = flow
             else:
-                flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
+                with one_cpu_thread(flow):  # bilinear resizes: same bits for any thread count
+                    flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
             warped = flow_warp(supps[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
             # (n, 3 + 3 + 2, h_l, w_l) -> residue (n, 2, h_l, w_l)
             flow = flow_up + self.basic_module[level](torch.cat([refs[level], warped, flow_up], 1))
@@ -142,11 +145,13 @@ class SPyNet(nn.Module):
         w_up = w if (w % 32) == 0 else 32 * (w // 32 + 1)
         h_up = h if (h % 32) == 0 else 32 * (h // 32 + 1)
         if (h_up, w_up) != (h, w):
-            ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
-            supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
+            with one_cpu_thread(ref):
+                ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
+                supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
         flow = self.compute_flow(ref, supp)
         if (h_up, w_up) != (h, w):
-            flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+            with one_cpu_thread(flow):
+                flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
             # rescale the flow values to the original resolution: (n, 2, h, w) * (1, 2, 1, 1)
             scale = flow.new_tensor([float(w) / float(w_up), float(h) / float(h_up)]).view(1, 2, 1, 1)
             flow = flow * scale

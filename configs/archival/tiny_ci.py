@@ -1,7 +1,8 @@
 """Tiny settings for CI and quick checks: c8n1 BasicVSR++ x2, H.264 CRF 23, a few CPU iterations.
 
-No base checkpoint (from scratch: zero-flow SPyNet, stored in full) unless ``base_checkpoint`` is
-given, e.g. ``--cfg-options base_checkpoint=path/to/tiny_base.pth`` (then an int8 delta is stored).
+No base checkpoint (from scratch: zero-flow SPyNet; the tensors fine-tuning changed are stored, the
+frozen ones by reference to their seeded initialisation) unless ``base_checkpoint`` is given, e.g.
+``--cfg-options base_checkpoint=path/to/tiny_base.pth`` (then an int8 delta is stored).
 Recipe tuned for learning fast on a CPU: 2-frame clips, 128 px GT patches, MSE loss, Adam 2e-3;
 SPyNet and the deformable alignment stay frozen (85k of the 1.67M parameters are trained).
 """

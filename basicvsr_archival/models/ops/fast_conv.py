@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from basicvsr_archival.utils.threads import one_cpu_thread
+
 from .winograd import out_fits, winograd_available, winograd_conv3x3
 
 CONV_IMPLS = ("auto", "native", "nnpack", "winograd")
@@ -136,8 +138,10 @@ def _gemm_shift_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     wmat = weight.permute(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)  # rows ordered (i, j, o)
     out = x.new_empty(n, c_out, h, w)
     for b_i in range(n):
-        # (kh*kw*c_out, c_in) @ (c_in, h*w) -> (kh, kw, c_out, h, w)
-        z = torch.mm(wmat, x[b_i].reshape(c_in, h * w)).view(kh, kw, c_out, h, w)
+        # (kh*kw*c_out, c_in) @ (c_in, h*w) -> (kh, kw, c_out, h, w); one thread: MKL's split of this
+        # GEMM changes its rounding with the thread count (seen at 16 threads), and it is memory-bound
+        with one_cpu_thread(x):
+            z = torch.mm(wmat, x[b_i].reshape(c_in, h * w)).view(kh, kw, c_out, h, w)
         o = out[b_i]  # (c_out, h, w)
         if bias is None:
             o.zero_()

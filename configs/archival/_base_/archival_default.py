@@ -13,7 +13,9 @@ An archive job (``tools/archive.py CONFIG VIDEO -o ARCHIVE``) reads these top-le
   ``clip_length`` frames per sample, GT ``patch_size``, ``lr``, ``batch_size``, frozen parameter
   name fragments, frames for the before/after PSNR (``eval_frames``, or ``held_out_frames``);
 * ``storage``: the model member: ``mode`` full | delta | auto (delta iff a base exists), ``dtype``
-  fp32 | fp16 | int8 (per-tensor scale, for deltas), ``compression`` none | zlib | lzma, ``level``;
+  fp32 | fp16 | int8 (per-tensor scale, for deltas), ``compression`` none | zlib | lzma, ``level``,
+  ``reference_init`` (from scratch: tensors still at their seeded initialisation are stored as
+  SHA-256 hashes and regenerated at restore, which needs the archiving torch version's init);
 * ``restore``: ``device`` (None = CUDA if available), ``precision`` fp32 | fp16 (CUDA) | bf16,
   ``max_seq_len`` (fixed chunk length: bounded memory, reproducible output), ``overlap`` (context
   frames on each side of a chunk so chunk borders do not show; None = ``min(3, max_seq_len // 4)``,
@@ -70,7 +72,7 @@ finetune = dict(
     seed=0,
 )
 
-storage = dict(mode="auto", dtype="fp16", compression="lzma", level=9)
+storage = dict(mode="auto", dtype="fp16", compression="lzma", level=9, reference_init=True)
 
 restore = dict(
     device=None,
