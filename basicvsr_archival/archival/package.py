@@ -43,6 +43,7 @@ from typing import IO, Any
 
 import torch
 
+from basicvsr_archival.utils import env
 from basicvsr_archival.utils.checkpoint import CheckpointReadError
 from basicvsr_archival.utils.checkpoint import read_state_dict as read_checkpoint_state_dict
 
@@ -679,7 +680,7 @@ def member_of(manifest: Mapping[str, Any], role: str, where: str) -> str:
 def base_search_dirs(extra: Iterable[PathLike] = ()) -> list[Path]:
     """Where base checkpoints are looked for: ``extra``, ``$BASICVSR_ARCHIVAL_CHKPTS``, then ``./chkpts``."""
     dirs = [Path(e) for e in extra]
-    dirs += [Path(d) for d in os.environ.get(ENV_CHKPTS, "").split(os.pathsep) if d]
+    dirs += [Path(d) for d in (env.read(ENV_CHKPTS) or "").split(os.pathsep) if d]
     dirs.append(Path("chkpts"))
     return dirs
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
+from basicvsr_archival.utils import env
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
 from basicvsr_archival.utils.frame_times import frame_times
@@ -628,7 +629,7 @@ def run_cli(main: Any, argv: list[str] | None = None) -> int:
     from basicvsr_archival.apis.inference import InferenceError
     from basicvsr_archival.utils.ffmpeg import MediaError
 
-    if os.environ.get("BASICVSR_DEBUG"):
+    if env.read("BASICVSR_DEBUG"):
         return int(main(argv) or 0)
     try:
         return int(main(argv) or 0)

@@ -7,6 +7,10 @@ official checkpoints load strictly), with these differences that do not change t
 * per-call state (``cpu_cache``, mirror-extension flag) is kept in local variables, not on ``self``;
 * frames smaller than the official minimum are reflect-padded (bottom/right) and the output cropped;
 * ``upscale_factor=2`` gives a x2 variant (one pixel-shuffle stage ``upsample1``, x2 bilinear skip).
+
+Plain PyTorch modules only: the fast CPU inference path (fused kernels, buffer reuse) is applied
+on purpose from outside, by ``models/backends`` (``init_model(..., backend=...)``), with the same
+state dict.
 """
 
 from __future__ import annotations
@@ -16,12 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicvsr_archival.registry import MODELS
-from basicvsr_archival.utils.threads import one_cpu_thread
 
 from .common import PixelShufflePack, ResidualBlocksWithInputConv, flow_warp, reflect_pad_to
-from .ops import ModulatedDeformConv2d, modulated_deform_conv2d, resolve_impl
-from .ops.cpu_fused import flow_guided_deform_conv_cpu, fused_cpu_ok
-from .ops.fast_conv import Conv2d, run_sequential
+from .ops.modulated_deform_conv import ModulatedDeformConv2d
 from .spynet import SPyNet
 
 PROPAGATION_ORDER = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -47,14 +48,14 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         self.max_residue_magnitude = max_residue_magnitude
         num_points = self.weight.shape[2] * self.weight.shape[3]
         self.conv_offset = nn.Sequential(
-            Conv2d(3 * self.out_channels + 4, self.out_channels, 3, 1, 1),
+            nn.Conv2d(3 * self.out_channels + 4, self.out_channels, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
-            Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
+            nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
-            Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
+            nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
             # (dy, dx) offsets and a mask value per deform group and kernel point
-            Conv2d(self.out_channels, 3 * num_points * self.deform_groups, 3, 1, 1),
+            nn.Conv2d(self.out_channels, 3 * num_points * self.deform_groups, 3, 1, 1),
         )
         self.init_offset()
 
@@ -64,41 +65,24 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         nn.init.zeros_(self.conv_offset[-1].bias)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        extra_feat: torch.Tensor | list[torch.Tensor],
-        flow_1: torch.Tensor,
-        flow_2: torch.Tensor,
+        self, x: torch.Tensor, extra_feat: torch.Tensor, flow_1: torch.Tensor, flow_2: torch.Tensor
     ) -> torch.Tensor:
-        """Align ``x`` (b, 2c, h, w) guided by ``extra_feat`` (b, 3c, h, w) and two flows (b, 2, h, w).
+        """Align ``x`` (b, 2c, h, w) guided by ``extra_feat`` (b, 3c, h, w) and two flows (b, 2, h, w)."""
+        out = self.conv_offset(torch.cat([extra_feat, flow_1, flow_2], dim=1))  # (b, 3 * g * k, h, w)
+        offset, mask = self.offset_and_mask(out, flow_1, flow_2)
+        return super().forward(x, offset, mask)  # DCNv2 (Zhu et al., CVPR 2019, eq. 3)
 
-        ``extra_feat`` may be a list of tensors to concatenate along channels (fused into the first
-        offset convolution on the fast CPU path).
+    def offset_and_mask(
+        self, out: torch.Tensor, flow_1: torch.Tensor, flow_2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DCN offsets (b, 2gk, h, w) and masks (b, gk, h, w) from the ``conv_offset`` output (b, 3gk, h, w).
+
+        BasicVSR++ (Chan et al., CVPR 2022), Sec. 3.2: ``o = M * tanh(cat(o1, o2)) + cat(f1, f2)``
+        (each flow repeated for its half of the deform groups and kernel points) and
+        ``m = sigmoid(m)``, with ``M = max_residue_magnitude``.
         """
-        n, _, h, w = x.shape
-        parts = [extra_feat] if isinstance(extra_feat, torch.Tensor) else list(extra_feat)
-        first = parts[0]
-        if first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous():
-            # one memory format for the cat, so the offset convolutions stay channels-last
-            flow_1, flow_2 = (f.contiguous(memory_format=torch.channels_last) for f in (flow_1, flow_2))
-        out = run_sequential(self.conv_offset, [*parts, flow_1, flow_2])  # (b, 3 * g * k, h, w)
-        # honour an implementation choice stored on the layer by the ops package, if any
-        impl = getattr(self, "impl", None)
-        if self._fused_kernel_applies(x, out, flow_1, flow_2, impl=impl):
-            # offsets and masks are computed inside the CPU kernel from ``out`` (same equations as below)
-            return flow_guided_deform_conv_cpu(
-                x,
-                out,
-                flow_1,
-                flow_2,
-                self.max_residue_magnitude,
-                self.weight,
-                self.bias,
-                self.padding,
-                self.deform_groups,
-            )
+        n, _, h, w = out.shape
         c_off = out.size(1) // 3  # = g * k: one third for o1, o2 and the mask each
-        # offset = mrm * tanh(cat(o1, o2)); cat(o1, o2) is the first two thirds of ``out``
         offset = self.max_residue_magnitude * torch.tanh(out[:, : 2 * c_off])  # (b, 2 * g * k, h, w)
         # add flow_1 (flipped to (dy, dx)) to every point of the first half, flow_2 to the second half
         offset = offset.reshape(n, 2, c_off // 2, 2, h, w)  # (b, half, g/2 * k, (dy, dx), h, w)
@@ -106,32 +90,7 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         offset = offset + flows.unsqueeze(2)  # (b, half, g/2 * k, (dy, dx), h, w)
         offset = offset.view(n, 2 * c_off, h, w)  # (b, 2 * g * k, h, w), mmcv layout
         mask = torch.sigmoid(out[:, 2 * c_off :])  # (b, g * k, h, w)
-        extra = {"impl": impl} if impl is not None else {}
-        return modulated_deform_conv2d(
-            x,
-            offset,
-            mask,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.deform_groups,
-            **extra,
-        )
-
-    def _fused_kernel_applies(self, x: torch.Tensor, *tensors: torch.Tensor, impl: str | None = None) -> bool:
-        """Whether the fused flow-guided CPU kernel computes this call (fp32 CPU inference, 'same' conv)."""
-        kh, kw = self.kernel_size
-        same = self.stride == (1, 1) and self.dilation == (1, 1) and self.padding == (kh // 2, kw // 2)
-        if not (same and kh % 2 and kw % 2 and self.groups == 1):
-            return False
-        if x[0].numel() >= 2**31:  # the kernel's corner offsets are 32-bit
-            return False
-        if not fused_cpu_ok(x, *tensors, self.weight, self.bias):
-            return False
-        return resolve_impl(impl, x, needs_grad=False, groups=self.groups) == "cpu_fused"
+        return offset, mask
 
 
 @MODELS.register_module()
@@ -185,9 +144,9 @@ class BasicVSRPlusPlus(nn.Module):
             self.feat_extract = ResidualBlocksWithInputConv(3, mid_channels, 5)
         else:
             self.feat_extract = nn.Sequential(
-                Conv2d(3, mid_channels, 3, 2, 1),
+                nn.Conv2d(3, mid_channels, 3, 2, 1),
                 nn.LeakyReLU(negative_slope=0.1, inplace=True),
-                Conv2d(mid_channels, mid_channels, 3, 2, 1),
+                nn.Conv2d(mid_channels, mid_channels, 3, 2, 1),
                 nn.LeakyReLU(negative_slope=0.1, inplace=True),
                 ResidualBlocksWithInputConv(mid_channels, mid_channels, 5),
             )
@@ -215,8 +174,8 @@ class BasicVSRPlusPlus(nn.Module):
             self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
         else:
             self.upsample1 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = Conv2d(64, 3, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
         self.img_upsample = nn.Upsample(scale_factor=upscale_factor, mode="bilinear", align_corners=False)
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
@@ -304,7 +263,7 @@ class BasicVSRPlusPlus(nn.Module):
                     flow_n2 = torch.zeros_like(flow_n1)
                     cond_n2 = torch.zeros_like(cond_n1)
 
-                cond = [cond_n1, feat_current, cond_n2]  # (n, 3c, h, w) once concatenated
+                cond = torch.cat([cond_n1, feat_current, cond_n2], dim=1)  # (n, 3c, h, w)
                 feat_prop = torch.cat([feat_prop, feat_n2], dim=1)  # (n, 2c, h, w)
                 feat_prop = deform_align(feat_prop, cond, flow_n1, flow_n2)  # (n, c, h, w)
 
@@ -313,7 +272,7 @@ class BasicVSRPlusPlus(nn.Module):
             for k in other_branches:
                 feat.append(feats[k][idx].to(device) if cpu_cache else feats[k][idx])
             feat.append(feat_prop)
-            feat_prop = feat_prop + backbone(feat)  # the concatenation fused into its first conv
+            feat_prop = feat_prop + backbone(torch.cat(feat, dim=1))
             if cpu_cache:
                 branch_feats.append(feat_prop.cpu())
                 torch.cuda.empty_cache()
@@ -336,29 +295,21 @@ class BasicVSRPlusPlus(nn.Module):
         out_device = torch.device("cpu") if cpu_cache else lqs.device
         outputs = torch.empty(n, t, c, s * h, s * w, dtype=lqs.dtype, device=out_device)
         branches = [k for k in feats if k != "spatial"]
-        spent: dict[str, torch.Tensor] = {}  # this frame's intermediates, reused as the next frame's buffers
         for i in range(t):
             hr = [feats["spatial"][i]]
             for k in branches:
                 hr.append(feats[k][i])
                 feats[k][i] = None  # release the branch feature once it is used
+            hr = torch.cat(hr, dim=1)  # (n, 5c, h', w')
             if cpu_cache:
-                hr = [f.to(lqs.device) for f in hr]
-            hr = self.reconstruction(hr)  # (n, c, h', w') from the (n, 5c, h', w') concatenation
-            # each LeakyReLU fused into the conv before it; the previous frame's spent outputs are
-            # handed back as buffers (fresh pages of these big tensors cost ~0.3 ms per MB)
-            slope = self.lrelu.negative_slope
-            hr = spent["up1"] = self.upsample1.forward_act(
-                hr, "lrelu", slope, out=spent.get("up1")
-            )  # (n, c|64, 2h', 2w')
+                hr = hr.to(lqs.device)
+            hr = self.reconstruction(hr)  # (n, c, h', w')
+            hr = self.lrelu(self.upsample1(hr))  # (n, c|64, 2h', 2w')
             if self.upscale_factor == 4:
-                hr = spent["up2"] = self.upsample2.forward_act(
-                    hr, "lrelu", slope, out=spent.get("up2")
-                )  # (n, 64, 4h', 4w')
-            hr = spent["hr"] = self.conv_hr.forward_fused(hr, "lrelu", slope, out=spent.get("hr"))
-            with one_cpu_thread(lqs):  # the bilinear skip: same bits for any thread count
-                skip = self.img_upsample(lqs[:, i]) if self.is_low_res_input else lqs[:, i]
-            hr = self.conv_last.forward_fused(hr, residual=skip)  # (n, 3, s*h, s*w)
+                hr = self.lrelu(self.upsample2(hr))  # (n, 64, 4h', 4w')
+            hr = self.lrelu(self.conv_hr(hr))
+            hr = self.conv_last(hr)  # (n, 3, s*h, s*w)
+            hr += self.img_upsample(lqs[:, i]) if self.is_low_res_input else lqs[:, i]
             outputs[:, i] = hr
             if cpu_cache:
                 torch.cuda.empty_cache()

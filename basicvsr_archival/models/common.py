@@ -13,9 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops.cpu_fused import flow_warp_cpu, fused_cpu_ok
-from .ops.fast_conv import Conv2d, run_sequential
-
 
 def _scaled_kaiming_init_(conv: nn.Conv2d, scale: float) -> None:
     """Kaiming-normal (fan_in) init of ``conv`` times ``scale``, zero bias (as mmedit's init)."""
@@ -44,8 +41,8 @@ class ResidualBlockNoBN(nn.Module):
     def __init__(self, mid_channels: int = 64, res_scale: float = 1.0) -> None:
         super().__init__()
         self.res_scale = res_scale
-        self.conv1 = Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
-        self.conv2 = Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
+        self.conv1 = nn.Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
+        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, 1, 1, bias=True)
         self.relu = nn.ReLU(inplace=True)
         # as in mmedit: small init of the residual branch when it is not rescaled
         if res_scale == 1.0:
@@ -54,8 +51,6 @@ class ResidualBlockNoBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the residual block to ``x`` of shape ``(b, c, h, w)``."""
-        if self.res_scale == 1.0:  # one fused call per conv on the fast CPU path (else the same ops)
-            return self.conv2.forward_fused(self.conv1.forward_fused(x, "relu"), residual=x)
         out = self.conv2(self.relu(self.conv1(x)))
         out = out * self.res_scale
         # in place on the fresh conv output (its backward does not need it): saves an allocation
@@ -78,18 +73,14 @@ class ResidualBlocksWithInputConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 64, num_blocks: int = 30) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            Conv2d(in_channels, out_channels, 3, 1, 1, bias=True),
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=True),
             nn.LeakyReLU(negative_slope=0.1, inplace=True),
             make_layer(ResidualBlockNoBN, num_blocks, mid_channels=out_channels),
         )
 
-    def forward(self, feat: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        """Apply the input convolution and the residual blocks to ``feat`` ``(b, c_in, h, w)``.
-
-        ``feat`` may be a list of tensors whose channels add up to ``c_in`` (concatenated in order,
-        fused into the input convolution on the fast CPU path).
-        """
-        return run_sequential(self.main, feat)
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        """Apply the input convolution and the residual blocks to ``feat`` ``(b, c_in, h, w)``."""
+        return self.main(feat)
 
 
 class PixelShufflePack(nn.Module):
@@ -110,7 +101,7 @@ class PixelShufflePack(nn.Module):
         self.out_channels = out_channels
         self.scale_factor = scale_factor
         self.upsample_kernel = upsample_kernel
-        self.upsample_conv = Conv2d(
+        self.upsample_conv = nn.Conv2d(
             in_channels,
             out_channels * scale_factor * scale_factor,
             upsample_kernel,
@@ -126,16 +117,6 @@ class PixelShufflePack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` ``(b, c_in, h, w)`` to ``(b, c_out, s*h, s*w)``."""
         return F.pixel_shuffle(self.upsample_conv(x), self.scale_factor)
-
-    def forward_act(
-        self, x: torch.Tensor, act: str, slope: float = 0.1, out: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``act(self(x))``: activation (it commutes with the shuffle) and shuffle fused into the conv.
-
-        ``out``: a spent tensor of the result's shape the fast path may write into
-        (see ``Conv2d.forward_fused``).
-        """
-        return self.upsample_conv.forward_fused(x, act, slope, shuffle=self.scale_factor, out=out)
 
 
 def flow_warp(
@@ -154,9 +135,6 @@ def flow_warp(
             f"The spatial sizes of input ({x.size()[-2:]}) and flow ({flow.size()[1:3]}) are not the same."
         )
     h, w = x.shape[-2:]
-    fast = (interpolation, padding_mode, align_corners) == ("bilinear", "zeros", True) and x.dim() == 4
-    if fast and x.is_contiguous(memory_format=torch.channels_last) and fused_cpu_ok(x, flow):
-        return flow_warp_cpu(x, flow)  # the C kernel of ops/dcn_cpu.c, channels-last in and out
     # base grid of pixel coordinates, built directly on the right device and dtype
     grid_y, grid_x = torch.meshgrid(
         torch.arange(h, device=x.device, dtype=x.dtype),

@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicvsr_archival.utils.threads import one_cpu_thread
-
 from .common import flow_warp
-from .ops.fast_conv import Conv2d
 
 
 class _ConvAct(nn.Module):
@@ -31,7 +28,7 @@ class _ConvAct(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, with_relu: bool) -> None:
         super().__init__()
-        self.conv = Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3)
         self.activate = nn.ReLU(inplace=True) if with_relu else None
         # mmcv ConvModule default: kaiming normal, fan_out, bias zero
         nn.init.kaiming_normal_(self.conv.weight, a=0, mode="fan_out", nonlinearity="relu")
@@ -115,6 +112,10 @@ class SPyNet(nn.Module):
                 f"'pretrained' must be a str (local path) or None, got {type(pretrained).__name__}."
             )
 
+    def resize(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``F.interpolate(x, **kwargs)``: every resize of the pyramid and of the in/outputs."""
+        return F.interpolate(x, **kwargs)
+
     def compute_flow(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
         """Flow (n, 2, h, w) from ``ref`` to ``supp`` (both (n, 3, h, w), h and w multiples of 32)."""
         n, _, h, w = ref.size()
@@ -131,9 +132,8 @@ class SPyNet(nn.Module):
         for level in range(len(refs)):
             if level == 0:
                 flow_up = flow
-            else:
-                with one_cpu_thread(flow):  # bilinear resizes: same bits for any thread count
-                    flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
+            else:  # the coarser flow, upsampled x2 in size and value
+                flow_up = self.resize(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
             warped = flow_warp(supps[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
             # (n, 3 + 3 + 2, h_l, w_l) -> residue (n, 2, h_l, w_l)
             flow = flow_up + self.basic_module[level](torch.cat([refs[level], warped, flow_up], 1))
@@ -145,13 +145,11 @@ class SPyNet(nn.Module):
         w_up = w if (w % 32) == 0 else 32 * (w // 32 + 1)
         h_up = h if (h % 32) == 0 else 32 * (h // 32 + 1)
         if (h_up, w_up) != (h, w):
-            with one_cpu_thread(ref):
-                ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
-                supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
+            ref = self.resize(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
+            supp = self.resize(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
         flow = self.compute_flow(ref, supp)
         if (h_up, w_up) != (h, w):
-            with one_cpu_thread(flow):
-                flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+            flow = self.resize(flow, size=(h, w), mode="bilinear", align_corners=False)
             # rescale the flow values to the original resolution: (n, 2, h, w) * (1, 2, 1, 1)
             scale = flow.new_tensor([float(w) / float(w_up), float(h) / float(h_up)]).view(1, 2, 1, 1)
             flow = flow * scale

@@ -24,6 +24,8 @@ from typing import IO, Any
 import av
 import numpy as np
 
+from basicvsr_archival.utils import env
+
 PathLike = str | os.PathLike
 FpsLike = Fraction | int | float | str
 
@@ -54,7 +56,7 @@ class FFmpegError(MediaError, RuntimeError):
 
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary: ``$BASICVSR_FFMPEG`` if set, else the one bundled by imageio-ffmpeg."""
-    override = os.environ.get(ENV_FFMPEG)
+    override = env.read(ENV_FFMPEG)
     if override:
         return override
     import imageio_ffmpeg

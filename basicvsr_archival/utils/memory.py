@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 import platform
 
 logger = logging.getLogger(__name__)
@@ -22,17 +21,15 @@ logger = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 1 << 30
-ENV = "BASICVSR_MALLOC_TUNE"
 
 
 @functools.cache
 def tune_malloc() -> bool:
     """Raise glibc's mmap and trim thresholds to 1 GB once per process; True if they were set.
 
-    A no-op (False) off glibc, or with ``BASICVSR_MALLOC_TUNE=0`` in the environment.
+    A no-op (False) off glibc. The CPU backend calls it unless its settings say ``malloc_tune=False``
+    (``models/backends``).
     """
-    if os.environ.get(ENV, "1").strip() in ("0", "false", "no", "off"):
-        return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:

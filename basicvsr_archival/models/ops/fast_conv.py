@@ -10,7 +10,7 @@ runs near the FMA peak, so the only way to go faster is fewer multiplications:
   the following ReLU/LeakyReLU, residual add and pixel shuffle fused into its store
   (:meth:`Conv2d.forward_fused`, :func:`run_sequential`);
 - NNPACK's FFT 16x16 for larger kernels (SPyNet's 7x7), exact up to float32 rounding, and its
-  Winograd F(6x6, 3x3) under ``BASICVSR_CONV_IMPL=nnpack``.
+  Winograd F(6x6, 3x3) under ``conv_impl='nnpack'``.
 
 Layers with few output channels (``conv_last``, 64->3 at 720p) are memory-bound instead; for them
 one GEMM over all taps plus shifted adds reads the input once (:func:`_gemm_shift_conv`).
@@ -22,17 +22,16 @@ costs some accuracy, about 1e-5 relative error per layer instead of ~1e-7 (c64n7
 |diff| ~5e-6 against the direct convolutions; the benchmark prints the PSNR), so these paths serve
 inference only and can be switched off.
 
-Selection (``BASICVSR_CONV_IMPL``): ``'auto'`` (default) takes a fast path where it applies and
-measured faster (see :func:`fast_path`), ``'native'`` always calls ``F.conv2d`` (oneDNN),
-``'nnpack'`` takes NNPACK wherever it applies, ``'winograd'`` only the Winograd kernel. The choice
-is made per call from the inputs, never stored in the module: parameters and state dicts are those
-of ``nn.Conv2d``.
+Selection (``Conv2d.conv_impl``, set by the CPU backend from its settings, ``models/backends``):
+``'auto'`` (default) takes a fast path where it applies and measured faster (see
+:func:`fast_path`), ``'native'`` always calls ``F.conv2d`` (oneDNN), ``'nnpack'`` takes NNPACK
+wherever it applies, ``'winograd'`` only the Winograd kernel. The path is chosen per call from the
+inputs; parameters and state dicts are those of ``nn.Conv2d``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 
 import torch
@@ -41,18 +40,9 @@ from torch import Tensor, nn
 
 from basicvsr_archival.utils.threads import one_cpu_thread
 
-from .winograd import out_fits, winograd_available, winograd_conv3x3
+from .winograd import DEFAULT_TILE, TILES, out_fits, winograd_available, winograd_conv3x3
 
 CONV_IMPLS = ("auto", "native", "nnpack", "winograd")
-_ENV = "BASICVSR_CONV_IMPL"
-
-
-def conv_impl() -> str:
-    """The convolution implementation asked for by ``BASICVSR_CONV_IMPL`` (default 'auto')."""
-    impl = os.environ.get(_ENV, "auto").strip().lower() or "auto"
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"{_ENV}={impl!r}: use one of {', '.join(CONV_IMPLS)}")
-    return impl
 
 
 @functools.lru_cache(maxsize=1)
@@ -204,15 +194,28 @@ class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same arguments, parameters and state dict) with fast paths for CPU float32 inference.
 
     Shapes: input ``(n, c_in, h, w)`` -> output ``(n, c_out, h_out, w_out)``, as ``nn.Conv2d``. The
-    implementation is chosen per call (:func:`fast_path`, ``BASICVSR_CONV_IMPL``); training, other
+    path is chosen per call (:func:`fast_path`) under ``conv_impl`` (one of :data:`CONV_IMPLS`) and
+    ``winograd_tile`` (4 or 6), attributes the CPU backend sets from its settings; training, other
     devices and dtypes always use ``F.conv2d``.
     """
 
+    conv_impl: str = "auto"
+    winograd_tile: int = DEFAULT_TILE
+
+    def configure(self, conv_impl: str, winograd_tile: int) -> Conv2d:
+        """Set this layer's implementation and Winograd tile (checked); returns the layer."""
+        if conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl={conv_impl!r}: use one of {', '.join(CONV_IMPLS)}")
+        if winograd_tile not in TILES:
+            raise ValueError(f"winograd_tile={winograd_tile!r}: use one of {TILES}")
+        self.conv_impl, self.winograd_tile = conv_impl, winograd_tile
+        return self
+
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """Convolve ``input`` (n, c_in, h, w) on the fast path that applies, else as ``nn.Conv2d``."""
-        path = fast_path(self, input, conv_impl())
+        path = fast_path(self, input, self.conv_impl)
         if path == "winograd":
-            return winograd_conv3x3(input, weight, bias)
+            return winograd_conv3x3(input, weight, bias, tile=self.winograd_tile)
         if path == "nnpack":
             return _nnpack_conv(input, weight, bias, self.padding)
         if path == "gemm":
@@ -237,8 +240,7 @@ class Conv2d(nn.Conv2d):
         the steps run as separate ops, so results and gradients equal those of the unfused modules.
         """
         parts = [x] if isinstance(x, Tensor) else list(x)
-        impl = conv_impl()
-        fast = all(fast_path(self, p, impl) == "winograd" for p in parts)
+        fast = all(fast_path(self, p, self.conv_impl) == "winograd" for p in parts)
         if fast and (residual is None or not residual.requires_grad):
             if out is not None and not out_fits(out, parts, self.weight, shuffle):
                 out = None
@@ -251,6 +253,7 @@ class Conv2d(nn.Conv2d):
                 residual=residual,
                 shuffle=shuffle,
                 out=out,
+                tile=self.winograd_tile,
             )
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         out = self(x)
@@ -290,8 +293,8 @@ def run_sequential(seq: nn.Sequential, x: Tensor | Sequence[Tensor]) -> Tensor:
     return x
 
 
-def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
-    """Activation layout that runs BasicVSR++ inference fastest on ``device``.
+def preferred_memory_format(device: torch.device | str, conv_impl: str = "auto") -> torch.memory_format:
+    """Activation layout that runs BasicVSR++ inference fastest on ``device`` under ``conv_impl``.
 
     Channels-last on a CPU where the Winograd kernel builds (its loads and stores vectorise over
     channels: c64n7 3.5-4.0 s per 720p frame vs 5.1 s in NCHW on a 2-core AVX2 EPYC) and on GPUs
@@ -299,9 +302,9 @@ def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
     6.9 s); channels-last elsewhere (oneDNN's NHWC kernels, about 2x faster than NCHW).
     """
     dev = torch.device(device)
-    if dev.type == "cpu" and conv_impl() in ("auto", "winograd") and winograd_available():
+    if dev.type == "cpu" and conv_impl in ("auto", "winograd") and winograd_available():
         return torch.channels_last
-    if dev.type == "cpu" and conv_impl() != "native" and nnpack_works():
+    if dev.type == "cpu" and conv_impl != "native" and nnpack_works():
         return torch.contiguous_format
     return torch.channels_last
 

@@ -8,39 +8,37 @@
 Layouts are mmcv's: ``offset`` is (n, deform_groups * K * 2, h_out, w_out) with the channels
 ordered (group, kernel point, [dy, dx]); ``mask`` is (n, deform_groups * K, h_out, w_out).
 
-Implementations (``impl`` argument, or the environment variable ``BASICVSR_DCN_IMPL``):
+Implementations (``impl`` argument, ``None`` = ``'auto'``):
 
 - ``'pure'``: PyTorch ops only (``grid_sample`` + one GEMM per chunk of output rows); any
   device and dtype, autograd, ONNX-exportable.  Columns are built chunk by chunk so at most
-  ``BASICVSR_DCN_CHUNK_MB`` (default 512) MB of them exist at once; when gradients are needed
-  each chunk is recomputed in backward (activation checkpointing) so training memory stays
-  bounded too.
-- ``'cpu_fused'``: float32 CPU inference (``cpu_fused.py``).  The sampling runs in a small C
-  kernel (``dcn_cpu.c``, built on first use) that computes each offset/weight once per deform
-  group and writes the modulated columns straight into a cache-sized buffer, which one GEMM
-  turns into output pixels.  Falls back to ``'pure'`` when gradients are needed.
+  ``chunk_mb`` (default :data:`DEFAULT_CHUNK_MB`) MB of them exist at once; when gradients are
+  needed each chunk is recomputed in backward (activation checkpointing) so training memory
+  stays bounded too.
+- ``'cpu_fused'``: float32 CPU inference (``cpu_fused.py``, imported only when asked for).  The
+  sampling runs in a small C kernel (``dcn_cpu.c``) that computes each offset/weight once per
+  deform group and writes the modulated columns straight into a cache-sized buffer, which one
+  GEMM turns into output pixels.  Falls back to ``'pure'`` when gradients are needed.  The CPU
+  backend (``models/backends``) selects it; the plain network never does by itself.
 - ``'mmcv'`` / ``'torchvision'``: the compiled ops of those packages, used by ``'auto'`` on CUDA
   when they import *and* pass a self-check against the pure path.  On the CPU ``'auto'`` never
-  picks them: their CPU kernels are slower than ``'cpu_fused'`` and ``'pure'``.
-- ``'auto'`` (default): CUDA -> mmcv, torchvision, pure; CPU -> cpu_fused (no grad, fp32,
-  groups == 1), else pure.  While tracing, exporting to ONNX or compiling, always pure.
+  picks them: their CPU kernels are slower than ``'pure'``.
+- ``'auto'`` (default): CUDA -> mmcv, torchvision, pure; CPU -> pure.  While tracing, exporting
+  to ONNX or compiling, always pure.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .cpu_fused import deform_conv_cpu_fused, fused_cpu_ok
-from .cpu_kernel import load_cpu_kernel
-
 IMPLS = ("auto", "pure", "cpu_fused", "mmcv", "torchvision")
+DEFAULT_CHUNK_MB = 512.0  # sampled columns held at once by the pure path (MB)
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -48,9 +46,9 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _chunk_budget_bytes() -> int:
-    """Upper bound on the bytes of sampled columns held at once (``BASICVSR_DCN_CHUNK_MB``)."""
-    return int(float(os.environ.get("BASICVSR_DCN_CHUNK_MB", "512")) * (1 << 20))
+def _chunk_budget_bytes(chunk_mb: float | None) -> int:
+    """Upper bound on the bytes of sampled columns held at once (``chunk_mb``, None = the default)."""
+    return int(float(DEFAULT_CHUNK_MB if chunk_mb is None else chunk_mb) * (1 << 20))
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -59,15 +57,16 @@ def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
 
 
 def pure_chunk_rows(
-    n: int, c_in: int, k: int, deform_groups: int, h_out: int, w_out: int, itemsize: int
-) -> int:
+    n: int, c_in: int, k: int, deform_groups: int, h_out: int, w_out: int, itemsize: int,
+    chunk_mb: float | None = None,
+) -> int:  # fmt: skip
     """Output rows per chunk of the pure path so that one chunk's buffers fit the budget.
 
     Per output row the chunk holds the columns (n * c_in * k * w_out values) plus the grid and
     the mask (3 values per deform group, kernel point and pixel), all in ``itemsize`` bytes.
     """
     row_bytes = n * w_out * k * (c_in + 3 * deform_groups) * itemsize
-    return max(1, min(h_out, _chunk_budget_bytes() // max(row_bytes, 1)))
+    return max(1, min(h_out, _chunk_budget_bytes(chunk_mb) // max(row_bytes, 1)))
 
 
 def _pure_rows(
@@ -137,12 +136,13 @@ def _deform_conv_pure(
     dilation: tuple[int, int],
     groups: int,
     deform_groups: int,
+    chunk_mb: float | None = None,
 ) -> Tensor:
-    """Pure-PyTorch path, in chunks of output rows bounded by the column budget."""
+    """Pure-PyTorch path, in chunks of output rows bounded by the column budget (``chunk_mb``)."""
     n, c_in = x.shape[:2]
     k = weight.shape[2] * weight.shape[3]
     h_out, w_out = offset.shape[2], offset.shape[3]
-    rows = pure_chunk_rows(n, c_in, k, deform_groups, h_out, w_out, max(4, x.element_size()))
+    rows = pure_chunk_rows(n, c_in, k, deform_groups, h_out, w_out, max(4, x.element_size()), chunk_mb)
     if rows >= h_out:
         return _pure_rows(x, offset, mask, weight, bias, 0, stride, padding, dilation, groups, deform_groups)
     needs_grad = torch.is_grad_enabled() and any(
@@ -196,21 +196,23 @@ def external_impl_works(name: str, device_type: str) -> bool:
 
 
 def resolve_impl(impl: str | None, x: Tensor, needs_grad: bool, groups: int) -> str:
-    """The implementation ``'auto'`` (or ``impl``/``BASICVSR_DCN_IMPL``) selects for this call."""
-    impl = impl or os.environ.get("BASICVSR_DCN_IMPL", "auto")
+    """The implementation ``impl`` (None = ``'auto'``) comes down to for this call."""
+    impl = impl or "auto"
     if impl not in IMPLS:
         raise ValueError(f"unknown deformable-conv implementation {impl!r}; choose one of {IMPLS}")
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return "pure"  # exporters and compilers see only PyTorch ops
     fused_ok = x.device.type == "cpu" and x.dtype == torch.float32 and groups == 1 and not needs_grad
     if impl == "cpu_fused":
+        from .cpu_kernel import load_cpu_kernel  # the C kernel only when asked for by name
+
         return "cpu_fused" if fused_ok and load_cpu_kernel() is not None else "pure"
     if impl in _EXTERNAL and not external_impl_works(impl, x.device.type):
         raise RuntimeError(f"deformable-conv implementation {impl!r} does not import or fails its self-check")
     if impl != "auto":
         return impl
     if x.device.type == "cpu":
-        return "cpu_fused" if fused_ok and load_cpu_kernel() is not None else "pure"
+        return "pure"
     for name in ("mmcv", "torchvision"):
         if external_impl_works(name, x.device.type):
             return name
@@ -229,8 +231,12 @@ def modulated_deform_conv2d(
     groups: int = 1,
     deform_groups: int = 1,
     impl: str | None = None,
+    chunk_mb: float | None = None,
 ) -> Tensor:
-    """Modulated deformable convolution with mmcv's signature: (n, c_in, h, w) -> (n, c_out, h_out, w_out)."""
+    """Modulated deformable convolution with mmcv's signature: (n, c_in, h, w) -> (n, c_out, h_out, w_out).
+
+    ``impl``: see the module docstring; ``chunk_mb``: the pure path's column budget (None = default).
+    """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c_in, h, w = x.shape
     c_out, c_in_g, kh, kw = weight.shape
@@ -252,6 +258,8 @@ def modulated_deform_conv2d(
         t is not None and t.requires_grad for t in (x, offset, mask, weight, bias)
     )
     chosen = resolve_impl(impl, x, needs_grad, groups)
+    if chosen == "cpu_fused":
+        from .cpu_fused import deform_conv_cpu_fused, fused_cpu_ok
     if chosen == "cpu_fused" and not fused_cpu_ok(x, offset, mask, weight, bias):
         chosen = "pure"  # e.g. bf16 offsets from an autocast conv_offset beside a float32 x
     if chosen == "cpu_fused" and x[0].numel() >= 2**31:
@@ -262,7 +270,9 @@ def modulated_deform_conv2d(
         return _EXTERNAL[chosen](
             x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups
         )
-    return _deform_conv_pure(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups)
+    return _deform_conv_pure(
+        x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups, chunk_mb
+    )
 
 
 class ModulatedDeformConv2d(nn.Module):
@@ -276,7 +286,8 @@ class ModulatedDeformConv2d(nn.Module):
         groups: convolution groups.
         deform_groups: groups of input channels that share one offset/mask per kernel point.
         bias: whether to learn a bias.
-        impl: implementation (see the module docstring); ``None`` = ``BASICVSR_DCN_IMPL`` or ``'auto'``.
+        impl: implementation (see the module docstring); ``None`` = ``'auto'``.
+        chunk_mb: column budget of the pure path in MB (``None`` = :data:`DEFAULT_CHUNK_MB`).
 
     ``forward(x, offset, mask)``: offset (n, deform_groups*kh*kw*2, h_out, w_out) ordered
     (group, kernel point, [dy, dx]); mask (n, deform_groups*kh*kw, h_out, w_out) in [0, 1].
@@ -295,6 +306,7 @@ class ModulatedDeformConv2d(nn.Module):
         deform_groups: int = 1,
         bias: bool = True,
         impl: str | None = None,
+        chunk_mb: float | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -306,6 +318,7 @@ class ModulatedDeformConv2d(nn.Module):
         self.groups = groups
         self.deform_groups = deform_groups
         self.impl = impl
+        self.chunk_mb = chunk_mb
         # mmcv keeps these for nn.Conv2d-like introspection
         self.transposed = False
         self.output_padding = (0, 0)
@@ -335,6 +348,7 @@ class ModulatedDeformConv2d(nn.Module):
             self.groups,
             self.deform_groups,
             impl=self.impl,
+            chunk_mb=self.chunk_mb,
         )
 
     def extra_repr(self) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -60,7 +59,7 @@ _G = {
     ),
 }
 TILES = tuple(_G)
-TILE_ENV = "BASICVSR_WINOGRAD_TILE"
+DEFAULT_TILE = 6  # F(6x6, 3x3): 5.06x fewer multiplications; 4 is slightly more accurate
 _TILE_BLOCK = 18  # tiles per block along a tile row: measured best or near it for 64..432 channels (F6)
 _TASKS_PER_WORKER = 4  # tile-row ranges per worker thread: evens out uneven thread speeds
 
@@ -137,14 +136,6 @@ def out_fits(out: Tensor, x: Tensor | Sequence[Tensor], weight: Tensor, shuffle:
     return tuple(out.shape) == shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=fmt)
 
 
-def default_tile() -> int:
-    """Output tile size m of F(m x m, 3x3): ``BASICVSR_WINOGRAD_TILE`` (4 or 6), default 6."""
-    value = os.environ.get(TILE_ENV, "").strip() or "6"
-    if value not in ("4", "6"):
-        raise ValueError(f"{TILE_ENV}={value!r}: use 4 or 6")
-    return int(value)
-
-
 @functools.lru_cache(maxsize=1)
 def winograd_available() -> bool:
     """Whether the Winograd C kernel builds, loads and passes a self-check against ``F.conv2d`` here.
@@ -202,7 +193,7 @@ def winograd_conv3x3(
         raise ValueError(f"weight {tuple(weight.shape)} does not fit a 3x3 convolution of {c_in} channels")
     if shuffle < 1 or c_out % (shuffle * shuffle):
         raise ValueError(f"cannot pixel-shuffle {c_out} channels by {shuffle}")
-    tile = default_tile() if tile is None else tile
+    tile = DEFAULT_TILE if tile is None else tile
     if tile not in TILES:
         raise ValueError(f"tile={tile}: F(m x m, 3x3) exists for m in {TILES}")
     u = _cached_transform(weight, shuffle, tile)
