@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
             "warning: CHECKPOINT is 'none': the model keeps its random initial weights (pipeline test only)",
             file=sys.stderr,
         )
-    model = init_model(cfg, checkpoint, "cpu")
+    model = init_model(cfg, checkpoint, "cpu", backend="torch")  # export and verify the plain network
     dynamic_hw = args.dynamic_hw
     if dynamic_hw is None:  # default: dynamic where the network allows it
         dynamic_hw = args.exporter == "dynamo" and export_ready_model(model).dynamic_hw_supported

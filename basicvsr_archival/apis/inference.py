@@ -33,7 +33,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 from torch import nn
 from tqdm import tqdm
 
-from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16, preferred_memory_format
+from basicvsr_archival.models.backends import BackendSettings, apply_backend, preferred_memory_format
 from basicvsr_archival.registry import MODELS
 from basicvsr_archival.utils.checkpoint import CheckpointReadError
 from basicvsr_archival.utils.checkpoint import read_state_dict as _read_state_dict
@@ -44,7 +44,6 @@ from basicvsr_archival.utils.ffmpeg import (
     iter_video_frames,
     probe_video,
 )
-from basicvsr_archival.utils.memory import tune_malloc
 from basicvsr_archival.utils.output import OutputExistsError as _OutputExistsError
 from basicvsr_archival.utils.output import OutputPathError as _OutputPathError
 from basicvsr_archival.utils.output import check_output_path as _check_output_path
@@ -185,17 +184,21 @@ def init_model(
     checkpoint: PathLike | None = None,
     device: str | torch.device | None = None,
     channels_last: bool | None = None,
+    backend: str = "auto",
+    backend_settings: BackendSettings | None = None,
 ) -> nn.Module:
     """Build ``cfg.model`` from a config, load ``checkpoint`` strictly, move to ``device``, set eval mode.
 
     ``checkpoint=None`` keeps the random initialisation. A checkpoint whose keys or shapes do not fit
     the config raises :class:`CheckpointMismatchError`. The config is stored as ``model.cfg``.
-    ``channels_last`` stores the convolution weights in NHWC order, so every convolution (and the
-    fused deformable convolution) runs on NHWC activations (oneDNN/cuDNN: about 2x faster than NCHW
-    for BasicVSR++ on the CPU); ``None`` (default) picks the faster layout for ``device``
-    (:func:`~basicvsr_archival.models.ops.fast_conv.preferred_memory_format`: channels-last where the
-    Winograd kernel builds or on CUDA, else NCHW where NNPACK runs). Same parameters and state dict
-    either way. On the CPU it also tunes glibc's heap for large activations (``utils/memory.py``).
+    ``backend`` ('auto', 'cpu_kernels' or 'torch', ``models/backends``) is applied on purpose:
+    'cpu_kernels' gives the network fused float32 CPU inference forwards configured by
+    ``backend_settings`` (default ``BackendSettings.from_env()``); 'auto' takes it on the CPU where
+    the C kernels build, else plain torch (always on CUDA). ``channels_last`` stores the convolution
+    weights in NHWC order, so every convolution (and the fused deformable convolution) runs on NHWC
+    activations; ``None`` (default) picks the faster layout for the backend and ``device``
+    (:func:`~basicvsr_archival.models.backends.preferred_memory_format`). Same parameters and state
+    dict either way.
     """
     import basicvsr_archival.models  # noqa: F401  (registers BasicVSR, BasicVSRPlusPlus, ... in MODELS)
 
@@ -217,12 +220,12 @@ def init_model(
             raise CheckpointError(f"{path}: cannot load checkpoint ({_first_line(exc)})") from exc
     model.cfg = cfg
     model.to(dev)
+    settings = BackendSettings.from_env() if backend_settings is None else backend_settings
     if channels_last is None:
-        channels_last = preferred_memory_format(dev) == torch.channels_last
+        channels_last = preferred_memory_format(backend, dev, settings) == torch.channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    if dev.type == "cpu":
-        tune_malloc()  # reuse freed activations instead of faulting in fresh pages (utils/memory.py)
+    apply_backend(model, backend, settings)
     model.eval()
     return model
 
@@ -358,6 +361,8 @@ def _autocast(precision: str, device: torch.device) -> Any:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=dtype)
     if precision == "bf16":
+        from basicvsr_archival.models.ops.fast_conv import cpu_has_native_bf16
+
         if not cpu_has_native_bf16():
             logger.warning(
                 "this CPU has no native bfloat16 (no AVX512-BF16/AMX): bf16 runs ~10x slower than fp32 here"

@@ -8,8 +8,8 @@ super-resolution models; the exported graph then takes any h, w in [64, 4096].
 What :func:`export_ready_model` changes, on a private copy of the network (the model passed in is
 left as it is):
 
-* every deformable convolution is forced to the pure-PyTorch path (``impl='pure'``): the fused CPU
-  kernel is C code called through ctypes and cannot be traced;
+* the copy runs the plain network (backend ``'torch'``, ``models/backends``) and every deformable
+  convolution is forced to the pure-PyTorch path (``impl='pure'``, not mmcv's or torchvision's op);
 * ``check_if_mirror_extended`` always answers False: it compares frame values (``torch.equal``), which
   an exporter would bake into the graph. For a mirror-extended input the network then computes the
   forward flows instead of reusing the flipped backward ones: the same values up to rounding;
@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicvsr_archival.apis.inference import InferenceError, PathLike
+from basicvsr_archival.models.backends import apply_backend
 from basicvsr_archival.models.basicvsr_plusplus import BasicVSRPlusPlus
 from basicvsr_archival.models.ops import ModulatedDeformConv2d
 from basicvsr_archival.models.spynet import SPyNet
@@ -109,6 +110,7 @@ class ExportableVSR(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         net = copy.deepcopy(_generator_of(model)).float().cpu().eval()
+        apply_backend(net, "torch")  # the plain network: only PyTorch ops to trace
         net.to(memory_format=torch.contiguous_format)
         for module in net.modules():
             if isinstance(module, ModulatedDeformConv2d):
@@ -152,18 +154,17 @@ class OnnxExportResult:
 
 
 @contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Temporarily set environment variables."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+def _dcn_chunk_mb(wrapper: nn.Module, chunk_mb: float) -> Iterator[None]:
+    """Give the wrapper's deformable convolutions the column budget ``chunk_mb`` for the block."""
+    layers = [m for m in wrapper.modules() if isinstance(m, ModulatedDeformConv2d)]
+    old = [m.chunk_mb for m in layers]
+    for m in layers:
+        m.chunk_mb = chunk_mb
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        for m, value in zip(layers, old):
+            m.chunk_mb = value
 
 
 def _check_export_args(
@@ -220,7 +221,7 @@ def _capture(
         4: torch.export.Dim("width", min=DYNAMIC_MIN_SIZE, max=DYNAMIC_MAX_SIZE),
     }
     # a DCN column budget that no size in range exceeds: one unchunked DCN, no size-dependent loop
-    with _environ(BASICVSR_DCN_CHUNK_MB="1e12"):
+    with _dcn_chunk_mb(wrapper, 1e12):
         program = torch.export.export(
             wrapper, (example,), dynamic_shapes={"lqs": dims}, strict=False,
             prefer_deferred_runtime_asserts_over_guards=True,
