@@ -102,10 +102,17 @@ def restoration_psnr(
     """Mean PSNR (dB, RGB, 8-bit) of the model's restoration of frames ``[start, start + count)``.
 
     ``max_seq_len`` / ``overlap``: chunks as in :func:`~basicvsr_archival.apis.restore_video_frames`.
+    The model (changed in place) runs on the backend an archive records for its restores
+    (:func:`~basicvsr_archival.archival.restore.restore_backend`: 'auto', the default settings).
     """
     if count <= 0:
         return None
-    from basicvsr_archival.apis.inference import restore_video_frames
+    from basicvsr_archival.apis.inference import resolve_device, restore_video_frames
+    from basicvsr_archival.models.backends import apply_backend
+
+    if device is not None:
+        model.to(resolve_device(device))
+    apply_backend(model, "auto")  # the path restores take (archival/restore.py)
 
     lq = list(itertools.islice(iter_video_frames(lq_video, start=start), count))
     gt = itertools.islice(iter_video_frames(gt_video, start=start), count)

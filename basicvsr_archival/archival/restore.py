@@ -21,12 +21,14 @@ What is reproducible (measured with torch 2.13 on x86-64, 640x272 and 192x128 cl
   thread, see :mod:`basicvsr_archival.utils.threads`), provided these are the same: the torch
   version (its MKL / oneDNN / NNPACK), the CPU instruction set torch dispatches to and the
   project's C kernels are compiled for (``-march=native``), whether those kernels build, and the
-  kernel variant (convolution implementation, Winograd tile, DCN implementation). The archive
-  records all of them in ``manifest["restore_backend"]`` (:func:`restore_backend`); a restore
-  selects the recorded kernel variant (overriding ``BASICVSR_CONV_IMPL``,
-  ``BASICVSR_WINOGRAD_TILE``, ``BASICVSR_DCN_IMPL``) and warns in one line when the torch version,
-  CPU instruction set or C kernels differ from the record. Archives without the record restore
-  with the current settings, as before.
+  backend and its settings (``models/backends``: 'cpu_kernels' with its convolution
+  implementation, Winograd tile and DCN implementation, or plain 'torch'). The archive records
+  all of them in ``manifest["restore_backend"]`` (:func:`restore_backend`); a restore applies the
+  recorded backend and settings (explicit ``backend`` / ``backend_settings`` override them with a
+  one-line warning) and warns in one line when the torch version, CPU instruction set or C
+  kernels differ from the record. The plain 'torch' backend's bilinear resizes depend on the
+  thread count, so its record pins the count (``threads``) and a restore runs with it. Archives
+  without the record restore with the 'auto' backend and the default settings.
 * Files: a video is muxed with ``+bitexact`` and encoded with a fixed encoder thread count
   (x264's bytes depend on it), so its bytes are the same for the same frames and ffmpeg build;
   PNG bytes depend on OpenCV's libpng / zlib.
@@ -51,6 +53,13 @@ import numpy as np
 import torch
 
 from basicvsr_archival.apis.streaming import OverlapError, default_overlap, resolve_overlap
+from basicvsr_archival.models.backends import (
+    BACKENDS,
+    BackendSettings,
+    apply_backend,
+    backend_record,
+    planned_record,
+)
 from basicvsr_archival.utils.audio import mux_streams
 from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, atomic_output, iter_video_frames
 from basicvsr_archival.utils.frame_times import retime_video
@@ -76,12 +85,6 @@ from .package import (
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-# the kernel variant of a CPU restore: manifest["restore_backend"] key -> the variable that selects it
-BACKEND_ENV = {
-    "conv_impl": "BASICVSR_CONV_IMPL",
-    "winograd_tile": "BASICVSR_WINOGRAD_TILE",
-    "dcn_impl": "BASICVSR_DCN_IMPL",
-}
 # x264's output bytes depend on its thread count (default: the machine's cores): a fixed count makes
 # the video file, not only its frames, the same on every machine (the model dominates the time)
 ENCODER_THREADS = 4
@@ -246,49 +249,64 @@ def reference_init_state(model_info: Mapping[str, Any], where: str) -> dict[str,
     return state
 
 
-def restore_backend() -> dict[str, Any]:
+def restore_backend(backend: str = "auto", settings: BackendSettings | None = None) -> dict[str, Any]:
     """What decides a CPU restore's bits besides the archive, for ``manifest["restore_backend"]``.
 
-    The kernel variant (convolution implementation, Winograd tile, DCN implementation; restores
-    follow the recorded one), whether the project's C kernels run here, the torch version and the
-    CPU instruction set torch dispatches to. ``threads: "any"``: the bits do not depend on it;
-    ``encoder_threads``: the fixed thread count of the video encoder (its bytes depend on it).
+    :func:`~basicvsr_archival.models.backends.planned_record` of ``backend`` and ``settings``
+    (default ``BackendSettings.from_env()``) for a float32 CPU model: the backend, its settings, the
+    kernel variant, whether the C kernels run here, the threads policy ('any' for 'cpu_kernels',
+    the pinned count for 'torch'), the torch version and the CPU instruction set torch dispatches
+    to; plus ``encoder_threads``, the fixed thread count of the video encoder.
     """
-    from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
-    from basicvsr_archival.models.ops.fast_conv import conv_impl
-    from basicvsr_archival.models.ops.winograd import default_tile, winograd_available
+    return {**planned_record(backend, settings), "encoder_threads": ENCODER_THREADS}
 
-    return {
-        "conv_impl": conv_impl(),
-        "winograd_tile": default_tile(),
-        "dcn_impl": os.environ.get(BACKEND_ENV["dcn_impl"], "auto"),
-        "c_kernels": winograd_available() and load_cpu_kernel() is not None,
-        "torch": torch.__version__.split("+")[0],
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": "any",
-        "encoder_threads": ENCODER_THREADS,
-    }
+
+def recorded_backend(manifest: Mapping[str, Any], where: str) -> tuple[str, BackendSettings, int | None]:
+    """(backend, settings, pinned thread count or None) of the archive's record (defaults without one).
+
+    Records from before the backends existed (issue 11: ``conv_impl``/``winograd_tile``/``dcn_impl``
+    at the top level) restore with 'auto' and those settings.
+    """
+    rec = manifest.get("restore_backend")
+    if not isinstance(rec, Mapping):
+        return "auto", BackendSettings.from_env(), None
+    backend = rec.get("backend", "auto")
+    settings = rec.get("settings") if "backend" in rec else rec
+    threads = rec.get("threads")
+    try:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}")
+        parsed = BackendSettings.from_dict(dict(settings or {}))
+    except (TypeError, ValueError) as exc:
+        raise RestoreError(f"{where}: the archive's restore_backend is unknown here ({exc})") from None
+    return backend, parsed, threads if isinstance(threads, int) and threads > 0 else None
 
 
 @contextlib.contextmanager
-def pinned_backend(manifest: Mapping[str, Any], where: str) -> Iterator[None]:
-    """Select the archive's recorded kernel variant for the block (archives without a record: unchanged)."""
-    from basicvsr_archival.apis.onnx_export import _environ
-    from basicvsr_archival.models.ops.fast_conv import CONV_IMPLS
-    from basicvsr_archival.models.ops.modulated_deform_conv import IMPLS
-    from basicvsr_archival.models.ops.winograd import TILES
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (None: unchanged); the count is put back."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
-    rec = manifest.get("restore_backend")
-    if not isinstance(rec, Mapping):
-        yield
-        return
-    known = {"conv_impl": CONV_IMPLS, "winograd_tile": [str(t) for t in TILES], "dcn_impl": IMPLS}
-    values = {env: str(rec[key]) for key, env in BACKEND_ENV.items() if rec.get(key) is not None}
-    for key, env in BACKEND_ENV.items():
-        if env in values and values[env] not in known[key]:
-            raise RestoreError(f"{where}: the archive's restore_backend.{key}={rec[key]!r} is unknown here")
-    with _environ(**values):
-        yield
+
+def _restore_backend_choice(
+    manifest: Mapping[str, Any], where: str, backend: str | None, settings: BackendSettings | None
+) -> tuple[str, BackendSettings, int | None]:
+    """The backend, settings and thread count a restore uses: the record's, or overrides (one warning)."""
+    rec_backend, rec_settings, threads = recorded_backend(manifest, where)
+    use_backend = rec_backend if backend is None else backend
+    use_settings = rec_settings if settings is None else settings
+    if (use_backend, use_settings) != (rec_backend, rec_settings):
+        logger.warning(
+            "%s: restoring with backend %s %s instead of the archive's %s %s: frames may differ",
+            where, use_backend, use_settings.to_dict(), rec_backend, rec_settings.to_dict(),
+        )  # fmt: skip
+    return use_backend, use_settings, threads
 
 
 def warn_if_backend_differs(manifest: Mapping[str, Any], device: torch.device, where: str) -> bool:
@@ -296,7 +314,7 @@ def warn_if_backend_differs(manifest: Mapping[str, Any], device: torch.device, w
     rec = manifest.get("restore_backend")
     if device.type != "cpu" or not isinstance(rec, Mapping):
         return True
-    here = restore_backend()
+    here = restore_backend(*recorded_backend(manifest, where)[:2])
     keys = ("torch", "cpu_capability", "c_kernels")
     diff = [f"{k} {here[k]} (archive: {rec.get(k)})" for k in keys if rec.get(k) != here[k]]
     if diff:
@@ -337,6 +355,8 @@ def restore_archive(
     which: str = "archive",
     lossless: bool | None = None,
     overlap: int | None = None,
+    backend: str | None = None,
+    backend_settings: BackendSettings | None = None,
 ) -> RestoreResult:
     """Verify ``archive`` and write its restored video (or PNG frames) to ``output``.
 
@@ -345,7 +365,8 @@ def restore_archive(
     a ``max_seq_len`` other than the archive's and no ``overlap``, the overlap is the default for
     that length (``min(3, max_seq_len // 4)``). ``which='base'`` restores with the base checkpoint
     alone (for comparisons). ``lossless`` overrides the archive's output setting. The result keeps
-    the source's frame count, size and frame rate (checked).
+    the source's frame count, size and frame rate (checked). ``backend`` / ``backend_settings``
+    (``models/backends``) default to the archive's record (:func:`recorded_backend`).
     """
     from basicvsr_archival.apis.inference import InferenceError, read_frame_source, resolve_device
     from basicvsr_archival.apis.inference import restore_video_frames as restore_frames
@@ -355,8 +376,11 @@ def restore_archive(
     t0 = time.perf_counter()
     notes: list[str] = []
     _check_output(output, [src], overwrite)  # before the archive is verified (hashed) or extracted
-    with open_archive(src) as (manifest, folder), pinned_backend(manifest, str(src)):
+    with open_archive(src) as (manifest, folder):
         where = str(src)
+        backend, backend_settings, threads = _restore_backend_choice(
+            manifest, where, backend, backend_settings
+        )
         # manifests from before chunk overlap existed were restored without it: keep their output
         settings = RestoreSettings.from_dict({"overlap": 0, **manifest["settings"]["restore"]})
         exact = settings.lossless if lossless is None else lossless  # lossless: libx264rgb, or ffv1
@@ -372,20 +396,26 @@ def restore_archive(
         try:
             dev = resolve_device(device if device is not None else settings.device)
             warn_if_backend_differs(manifest, dev, where)
-            model = load_archive_model(manifest, folder, where, base_checkpoint, which)
+            model = load_archive_model(manifest, folder, where, base_checkpoint, which).to(dev)
+            apply_backend(model, backend, backend_settings)
+            # plain torch on the CPU: its resizes round by thread count, so run with the recorded one
+            pin = threads if dev.type == "cpu" and backend_record(model)["backend"] == "torch" else None
             lr = read_frame_source(folder / member_of(manifest, "lr_bitstream", where))
             frames = restore_frames(
                 model, lr, max_seq_len=seq, device=dev, precision=prec, progress=progress, overlap=overlap
             )
             extras = _stream_extras(manifest, folder, where)
-            if kind == "video" and any(extras):
-                write = (frames, out, fps, settings, lossless, source, folder)
-                count, size, notes = _write_video_extras(*write, overwrite, *extras)
-            elif kind == "video":
-                count, size = _write_video(frames, out, fps, settings, lossless, source, folder, overwrite)
-            else:
-                count, size = _write_frames_dir(frames, out)
-                notes = _frames_dir_notes(*extras)
+            with pinned_threads(pin):  # the frames are computed while they are written
+                if kind == "video" and any(extras):
+                    write = (frames, out, fps, settings, lossless, source, folder)
+                    count, size, notes = _write_video_extras(*write, overwrite, *extras)
+                elif kind == "video":
+                    count, size = _write_video(
+                        frames, out, fps, settings, lossless, source, folder, overwrite
+                    )
+                else:
+                    count, size = _write_frames_dir(frames, out)
+                    notes = _frames_dir_notes(*extras)
         except (InferenceError, MediaError) as exc:
             raise RestoreError(f"{where}: restore failed: {_first_line(exc)}") from None
     if (count, *size) != want:
