@@ -23,6 +23,11 @@ try:
 except ImportError:  # run from a checkout that is not installed: use the repo root beside demo/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from basicvsr_archival.models.backends.settings import (
+    BackendSettings,
+    add_backend_arguments,
+    overrides_from_arguments,
+)
 from basicvsr_archival.utils.cli import guarded_main, int_at_least, parse_int
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -115,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    add_backend_arguments(parser, "auto", "auto")
     return parser
 
 
@@ -168,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
             "is NOT a real restoration (pipeline test only)",
             file=sys.stderr,
         )
-    model = init_model(args.config, checkpoint, device)
+    settings = BackendSettings.from_env().replace(**overrides_from_arguments(args))
+    model = init_model(args.config, checkpoint, device, backend=args.backend, backend_settings=settings)
     if args.window_size:
         mode = f"sliding window of {args.window_size}"
     elif args.max_seq_len:

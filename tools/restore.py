@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicvsr_archival.archival.pipeline import run_cli
 from basicvsr_archival.archival.restore import PRECISIONS, restore_archive
+from basicvsr_archival.models.backends.settings import add_backend_arguments, overrides_from_arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite", action="store_true", help="replace an existing output (never an input)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_backend_arguments(parser, None, "the archive's; another one warns that frames may differ")
     return parser.parse_args(argv)
 
 
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         base_checkpoint=args.base_checkpoint,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        backend=args.backend,
+        backend_settings=overrides_from_arguments(args) or None,
     )
     chunks = f"chunks of {res.max_seq_len}, overlap {res.overlap}" if res.max_seq_len else "whole video"
     print(

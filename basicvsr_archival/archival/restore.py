@@ -295,11 +295,16 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
 
 
 def _restore_backend_choice(
-    manifest: Mapping[str, Any], where: str, backend: str | None, settings: BackendSettings | None
+    manifest: Mapping[str, Any],
+    where: str,
+    backend: str | None,
+    settings: BackendSettings | Mapping[str, Any] | None,
 ) -> tuple[str, BackendSettings, int | None]:
     """The backend, settings and thread count a restore uses: the record's, or overrides (one warning)."""
     rec_backend, rec_settings, threads = recorded_backend(manifest, where)
     use_backend = rec_backend if backend is None else backend
+    if isinstance(settings, Mapping):
+        settings = rec_settings.replace(**settings)
     use_settings = rec_settings if settings is None else settings
     if (use_backend, use_settings) != (rec_backend, rec_settings):
         logger.warning(
@@ -356,7 +361,7 @@ def restore_archive(
     lossless: bool | None = None,
     overlap: int | None = None,
     backend: str | None = None,
-    backend_settings: BackendSettings | None = None,
+    backend_settings: BackendSettings | Mapping[str, Any] | None = None,
 ) -> RestoreResult:
     """Verify ``archive`` and write its restored video (or PNG frames) to ``output``.
 
@@ -366,7 +371,8 @@ def restore_archive(
     that length (``min(3, max_seq_len // 4)``). ``which='base'`` restores with the base checkpoint
     alone (for comparisons). ``lossless`` overrides the archive's output setting. The result keeps
     the source's frame count, size and frame rate (checked). ``backend`` / ``backend_settings``
-    (``models/backends``) default to the archive's record (:func:`recorded_backend`).
+    (``models/backends``) default to the archive's record (:func:`recorded_backend`); a mapping
+    for ``backend_settings`` overrides some of the recorded settings.
     """
     from basicvsr_archival.apis.inference import InferenceError, read_frame_source, resolve_device
     from basicvsr_archival.apis.inference import restore_video_frames as restore_frames

@@ -83,3 +83,24 @@ class BackendSettings:
         data = self.to_dict()
         data.update({k: v for k, v in changes.items() if v is not None})
         return BackendSettings.from_dict(data)
+
+
+def add_backend_arguments(parser: Any, backend_default: str | None, default_note: str) -> None:
+    """Add ``--backend``, ``--conv-impl``, ``--winograd-tile``, ``--dcn-impl`` to an argparse parser."""
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "cpu_kernels", "torch"),
+        default=backend_default,
+        help=f"inference backend: fused CPU kernels, plain torch, or auto (default: {default_note})",
+    )
+    parser.add_argument("--conv-impl", choices=CONV_IMPLS, help="cpu_kernels: convolution implementation")
+    parser.add_argument(
+        "--winograd-tile", type=int, choices=WINOGRAD_TILES, help="cpu_kernels: Winograd tile"
+    )
+    parser.add_argument("--dcn-impl", choices=DCN_IMPLS, help="cpu_kernels: deformable-conv implementation")
+
+
+def overrides_from_arguments(args: Any) -> dict[str, Any]:
+    """The settings given by :func:`add_backend_arguments`' flags (unset ones left out)."""
+    names = ("conv_impl", "winograd_tile", "dcn_impl")
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
