@@ -142,15 +142,19 @@ def test_cpu_cache_path_gives_same_result():
 def test_fused_flow_guided_alignment_matches_pure_path(channels_last):
     # the CPU kernel computes offsets/masks from the raw conv_offset output itself: same numbers as the
     # reference equations (tanh residue + flow, sigmoid mask) run through the pure-PyTorch DCN
+    import copy
+
+    from basicvsr_archival.models.backends import BackendSettings, apply_backend
     from basicvsr_archival.models.basicvsr_plusplus import SecondOrderDeformableAlignment
     from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
 
     if load_cpu_kernel() is None:
         pytest.skip("no C compiler for the fused CPU kernel")
     torch.manual_seed(0)
-    layer = SecondOrderDeformableAlignment(32, 16, 3, padding=1, deform_groups=16, max_residue_magnitude=10)
-    layer = layer.eval()
-    torch.nn.init.normal_(layer.conv_offset[-1].weight, std=0.05)
+    plain = SecondOrderDeformableAlignment(32, 16, 3, padding=1, deform_groups=16, max_residue_magnitude=10)
+    plain = plain.eval()
+    torch.nn.init.normal_(plain.conv_offset[-1].weight, std=0.05)
+    layer = apply_backend(copy.deepcopy(plain), "cpu_kernels", BackendSettings(conv_impl="native"))
     gen = torch.Generator().manual_seed(3)
     x, extra = torch.randn(1, 32, 23, 31, generator=gen), torch.randn(1, 48, 23, 31, generator=gen)
     flow_1, flow_2 = (3 * torch.randn(1, 2, 23, 31, generator=gen) for _ in range(2))
@@ -158,10 +162,10 @@ def test_fused_flow_guided_alignment_matches_pure_path(channels_last):
         layer = layer.to(memory_format=torch.channels_last)
         x, extra = (t.contiguous(memory_format=torch.channels_last) for t in (x, extra))
     with torch.no_grad():
-        assert layer._fused_kernel_applies(x, extra, flow_1, flow_2)
+        raw = plain.conv_offset(torch.cat([extra, flow_1, flow_2], 1))
+        assert layer.fused_kernel_applies(x, raw, flow_1, flow_2)
         fused = layer(x, extra, flow_1, flow_2)
-        layer.impl = "pure"
-        pure = layer(x, extra, flow_1, flow_2)
+        pure = plain(x, extra, flow_1, flow_2)  # the plain network: pure-PyTorch DCN
     assert fused.shape == pure.shape == (1, 16, 23, 31)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     assert fused.is_contiguous(memory_format=fmt)

@@ -35,7 +35,7 @@ from ..spynet import SPyNet
 from .settings import BackendSettings
 
 
-def _fast_flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def fast_flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``flow_warp(x, flow)``: the C kernel for a channels-last float32 CPU ``x`` (n, c, h, w), else plain."""
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and fused_cpu_ok(x, flow):
         return flow_warp_cpu(x, flow)  # channels-last in and out
@@ -167,12 +167,12 @@ class FusedBasicVSRPlusPlus(BasicVSRPlusPlus):
             feat_current = fetch(feats["spatial"][idx])
             if i > 0:  # second-order deformable alignment
                 flow_n1 = fetch(flows[:, flow_idx[i]])  # (n, 2, h, w)
-                cond_n1 = _fast_flow_warp(feat_prop, flow_n1.permute(0, 2, 3, 1))
+                cond_n1 = fast_flow_warp(feat_prop, flow_n1.permute(0, 2, 3, 1))
                 if i > 1:  # features and flow two steps back
                     feat_n2 = fetch(branch_feats[-2])
                     flow_n2 = fetch(flows[:, flow_idx[i - 1]])  # (n, 2, h, w)
                     flow_n2 = flow_n1 + flow_warp(flow_n2, flow_n1.permute(0, 2, 3, 1))
-                    cond_n2 = _fast_flow_warp(feat_n2, flow_n2.permute(0, 2, 3, 1))
+                    cond_n2 = fast_flow_warp(feat_n2, flow_n2.permute(0, 2, 3, 1))
                 else:
                     feat_n2, flow_n2 = torch.zeros_like(feat_prop), torch.zeros_like(flow_n1)
                     cond_n2 = torch.zeros_like(cond_n1)

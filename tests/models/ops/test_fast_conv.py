@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from basicvsr_archival.models.backends import BackendSettings
 from basicvsr_archival.models.ops import fast_conv
 from basicvsr_archival.models.ops.fast_conv import (
     Conv2d,
-    conv_impl,
     nnpack_applies,
     nnpack_works,
     run_sequential,
@@ -35,9 +35,9 @@ def test_state_dict_is_that_of_nn_conv2d():
 def test_nnpack_matches_direct_convolution(monkeypatch, cin, cout, k, n):
     conv = _conv(cin, cout, k)
     x = torch.randn(n, cin, 37, 53, generator=torch.Generator().manual_seed(1))
-    monkeypatch.setenv("BASICVSR_CONV_IMPL", "nnpack")
+    conv.configure("nnpack", 6)
     with torch.no_grad():
-        assert nnpack_applies(conv, x, conv_impl())
+        assert nnpack_applies(conv, x, conv.conv_impl)
         got = conv(x)
         ref = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=k // 2)
     assert got.shape == (n, cout, 37, 53)
@@ -47,8 +47,7 @@ def test_nnpack_matches_direct_convolution(monkeypatch, cin, cout, k, n):
 
 
 @needs_nnpack
-def test_auto_choices(monkeypatch):
-    monkeypatch.setenv("BASICVSR_CONV_IMPL", "auto")
+def test_auto_choices():
     x = torch.randn(1, 64, 16, 16)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     wino = "winograd" if winograd_available() else "nnpack"
@@ -75,10 +74,17 @@ def test_training_gradients_flow_through_native_path():
     assert conv.weight.grad.abs().sum().item() > 0
 
 
-def test_bad_env_value_names_the_variable(monkeypatch):
+def test_bad_values_name_the_setting(monkeypatch):
+    with pytest.raises(ValueError, match="conv_impl='winograd9000'"):
+        _conv(8, 8, 3).configure("winograd9000", 6)
+    with pytest.raises(ValueError, match="winograd_tile=8"):
+        _conv(8, 8, 3).configure("auto", 8)
+    # the environment variable is a documented override of the settings' default, named when bad
     monkeypatch.setenv("BASICVSR_CONV_IMPL", "winograd9000")
-    with pytest.raises(ValueError, match="BASICVSR_CONV_IMPL"):
-        fast_conv.conv_impl()
+    with pytest.raises(ValueError, match=r"BASICVSR_.*conv_impl='winograd9000'"):
+        BackendSettings.from_env()
+    monkeypatch.setenv("BASICVSR_CONV_IMPL", "native")
+    assert BackendSettings.from_env().conv_impl == "native"
 
 
 @needs_nnpack
@@ -98,8 +104,7 @@ def test_strips_give_the_same_result(monkeypatch, k):
 
 
 @pytest.mark.parametrize("cout,n", [(3, 1), (5, 2)])
-def test_gemm_shift_path_matches_direct_convolution(monkeypatch, cout, n):
-    monkeypatch.setenv("BASICVSR_CONV_IMPL", "auto")
+def test_gemm_shift_path_matches_direct_convolution(cout, n):
     conv = _conv(16, cout, 3)
     x = torch.randn(n, 16, 29, 41, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -113,10 +118,9 @@ def test_gemm_shift_path_matches_direct_convolution(monkeypatch, cout, n):
 @pytest.mark.parametrize("act", [None, "relu", "lrelu"])
 @pytest.mark.parametrize("shuffle", [1, 2])
 @pytest.mark.parametrize("impl", ["native", "auto"])
-def test_forward_fused_equals_the_unfused_modules(monkeypatch, act, shuffle, impl):
+def test_forward_fused_equals_the_unfused_modules(act, shuffle, impl):
     # fused call (Winograd under 'auto', separate ops under 'native') = conv, act, shuffle, + residual
-    monkeypatch.setenv("BASICVSR_CONV_IMPL", impl)
-    conv = _conv(16, 32, 3)
+    conv = _conv(16, 32, 3).configure(impl, 6)
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(2, 16, 11, 14, generator=gen)
     res = torch.randn(2, 32 // shuffle**2, 11 * shuffle, 14 * shuffle, generator=gen)
@@ -148,10 +152,10 @@ def test_run_sequential_equals_the_sequential():
 
 
 @pytest.mark.parametrize("impl", ["native", "auto"])
-def test_sequential_and_fused_take_a_list_of_inputs(monkeypatch, impl):
-    monkeypatch.setenv("BASICVSR_CONV_IMPL", impl)
+def test_sequential_and_fused_take_a_list_of_inputs(impl):
     torch.manual_seed(8)
     seq = nn.Sequential(Conv2d(12, 16, 3, 1, 1), nn.LeakyReLU(0.1), Conv2d(16, 16, 3, 1, 1)).eval()
+    seq[0].configure(impl, 6), seq[2].configure(impl, 6)
     parts = [torch.randn(1, 4, 10, 11), torch.randn(1, 8, 10, 11)]
     with torch.no_grad():
         ref = seq(torch.cat(parts, 1))

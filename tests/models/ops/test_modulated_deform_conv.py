@@ -87,13 +87,12 @@ def test_forward_matches_mmcv(official, impl):
 
 
 @pytest.mark.parametrize("chunk_mb", [None, 0.001])
-def test_gradients_match_mmcv(official, chunk_mb, monkeypatch):
+def test_gradients_match_mmcv(official, chunk_mb):
     """Backward of the pure path equals mmcv's, whole and in row chunks (with checkpointing)."""
-    if chunk_mb is not None:
-        monkeypatch.setenv("BASICVSR_DCN_CHUNK_MB", str(chunk_mb))  # -> one output row per chunk
     names = ["x", "offset", "mask", "weight", "bias"]
     inputs = {k: official[k].clone().requires_grad_(True) for k in names}
-    out = modulated_deform_conv2d(*(inputs[k] for k in names), **official["args"])
+    # chunk_mb 0.001 -> one output row per chunk
+    out = modulated_deform_conv2d(*(inputs[k] for k in names), **official["args"], chunk_mb=chunk_mb)
     assert (out - official["output"]).abs().max().item() <= 1e-4
     out.backward(official["grad_output"])
     for k in names:
@@ -142,30 +141,26 @@ def test_low_precision_close_to_float32(dtype, tol):
     assert rel <= tol
 
 
-def test_chunk_budget_bounds_columns_at_1080p(monkeypatch):
+def test_chunk_budget_bounds_columns_at_1080p():
     """At the BasicVSR++ DCN shape on 1080p features, one chunk's columns stay under the budget."""
-    budget = mdc._chunk_budget_bytes()
+    budget = mdc._chunk_budget_bytes(None)
     assert budget == 512 << 20
     rows = mdc.pure_chunk_rows(n=1, c_in=128, k=9, deform_groups=16, h_out=1080, w_out=1920, itemsize=4)
     assert 1 <= rows < 1080
     assert rows * 1920 * 9 * 128 * 4 <= budget
-    monkeypatch.setenv("BASICVSR_DCN_CHUNK_MB", "64")
-    assert mdc.pure_chunk_rows(1, 128, 9, 16, 1080, 1920, 4) < rows
+    assert mdc.pure_chunk_rows(1, 128, 9, 16, 1080, 1920, 4, chunk_mb=64) < rows
 
 
 def test_dispatch_rules(monkeypatch):
     x = torch.zeros(1, 4, 5, 5)
-    expected_cpu = "cpu_fused" if HAS_KERNEL else "pure"
-    assert resolve_impl(None, x, needs_grad=False, groups=1) == expected_cpu
-    assert resolve_impl(None, x, needs_grad=True, groups=1) == "pure"  # training: autograd path
-    assert resolve_impl(None, x.double(), needs_grad=False, groups=1) == "pure"
-    assert resolve_impl("cpu_fused", x, needs_grad=True, groups=1) == "pure"
-    monkeypatch.setenv("BASICVSR_DCN_IMPL", "pure")
+    # 'auto' on the CPU is plain PyTorch: the C kernel only when asked for (by the CPU backend)
     assert resolve_impl(None, x, needs_grad=False, groups=1) == "pure"
-    monkeypatch.setenv("BASICVSR_DCN_IMPL", "nonsense")
+    expected_fused = "cpu_fused" if HAS_KERNEL else "pure"
+    assert resolve_impl("cpu_fused", x, needs_grad=False, groups=1) == expected_fused
+    assert resolve_impl("cpu_fused", x, needs_grad=True, groups=1) == "pure"  # training: autograd path
+    assert resolve_impl("cpu_fused", x.double(), needs_grad=False, groups=1) == "pure"
     with pytest.raises(ValueError, match="unknown deformable-conv implementation"):
-        resolve_impl(None, x, needs_grad=False, groups=1)
-    monkeypatch.delenv("BASICVSR_DCN_IMPL")
+        resolve_impl("nonsense", x, needs_grad=False, groups=1)
     # an external op that does not import (mmcv-full is not installable here) is refused by name
     monkeypatch.setattr(mdc, "external_impl_works", lambda name, device: False)
     with pytest.raises(RuntimeError, match="'mmcv' does not import"):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from basicvsr_archival.models.ops import winograd
 from basicvsr_archival.models.ops.winograd import (
-    default_tile,
+    DEFAULT_TILE,
     transform_weight,
     winograd_available,
     winograd_conv3x3,
@@ -95,23 +95,26 @@ def test_out_buffer_is_written_and_checked():
         winograd_conv3x3(x, weight, bias, tile=5)
 
 
-def test_tile_env(monkeypatch):
-    monkeypatch.setenv("BASICVSR_WINOGRAD_TILE", "4")
-    assert default_tile() == 4
+def test_tile_setting(monkeypatch):
+    from basicvsr_archival.models.backends import BackendSettings
+
+    assert DEFAULT_TILE == BackendSettings().winograd_tile == 6
+    monkeypatch.setenv("BASICVSR_WINOGRAD_TILE", "4")  # a documented override of the default
+    assert BackendSettings.from_env().winograd_tile == 4
     monkeypatch.setenv("BASICVSR_WINOGRAD_TILE", "8")
-    with pytest.raises(ValueError, match="BASICVSR_WINOGRAD_TILE"):
-        default_tile()
+    with pytest.raises(ValueError, match="winograd_tile=8"):
+        BackendSettings.from_env()
 
 
 def test_transformed_weight_is_cached_per_version():
     x, weight, bias = _case(1, 8, 16, 8, 8, seed=3)
     first = winograd_conv3x3(x, weight, bias)
-    assert (id(weight), 1, default_tile()) in winograd._cache
+    assert (id(weight), 1, DEFAULT_TILE) in winograd._cache
     with torch.no_grad():
         weight.mul_(2.0)  # in place: a new version, so the cached transform must not be used
     second = winograd_conv3x3(x, weight, bias)
     assert (second - bias.view(1, -1, 1, 1) - 2 * (first - bias.view(1, -1, 1, 1))).abs().max().item() < 1e-4
-    key = (id(weight), 1, default_tile())
+    key = (id(weight), 1, DEFAULT_TILE)
     del weight
     assert key not in winograd._cache  # dropped with its tensor
 
@@ -163,5 +166,5 @@ def test_inference_tensor_weights_are_not_cached():
     with torch.inference_mode():
         w_inf = weight.clone()
         got = winograd_conv3x3(x, w_inf, bias)
-    assert (id(w_inf), 1, default_tile()) not in winograd._cache
+    assert (id(w_inf), 1, DEFAULT_TILE) not in winograd._cache
     assert (got - F.conv2d(x, weight, bias, padding=1)).abs().max().item() < 1e-4
