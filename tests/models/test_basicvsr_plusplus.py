@@ -30,11 +30,16 @@ def test_state_dict_matches_official_c64n7(shared_dir):
     assert sum(p.numel() for p in model.parameters()) == reference["num_params"]
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu_kernels"])
 @pytest.mark.parametrize("case", ["x4", "same_size"])
-def test_parity_with_official(official_io, case):
+def test_parity_with_official(official_io, case, backend):
+    from basicvsr_archival.models.backends import apply_backend, backend_record
+
     data = official_io[case]
     model = BasicVSRPlusPlus(**data["config"]).eval()
     model.load_state_dict(data["state_dict"], strict=True)
+    apply_backend(model, backend)
+    assert backend_record(model)["backend"] == backend
     with torch.no_grad():
         output = model(data["input"].float())
     assert output.shape == data["output"].shape
