@@ -14,7 +14,6 @@ import torch
 
 from basicvsr_archival.archival.pipeline import run_archive_job
 from basicvsr_archival.archival.restore import (
-    BACKEND_ENV,
     decoded_frames,
     restore_archive,
     restore_backend,
@@ -24,6 +23,7 @@ from basicvsr_archival.utils.ffmpeg import frames_to_video
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CI = REPO / "configs" / "archival" / "tiny_ci.py"
+BACKEND_ENV = ("BASICVSR_CONV_IMPL", "BASICVSR_WINOGRAD_TILE", "BASICVSR_DCN_IMPL", "BASICVSR_DCN_CHUNK_MB")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def _repackage(job: dict[str, Path], name: str, **storage) -> Path:
 
 def _restore_in_subprocess(archive: Path, out: Path, threads: int) -> bytes:
     """``tools/restore.py ARCHIVE -o OUT`` in a fresh interpreter with ``OMP_NUM_THREADS=threads``."""
-    env = {k: v for k, v in os.environ.items() if k not in BACKEND_ENV.values()}
+    env = {k: v for k, v in os.environ.items() if k not in BACKEND_ENV}
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, str(REPO / "tools" / "restore.py"), str(archive), "-o", str(out), "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -82,20 +82,73 @@ def test_restore_gives_the_same_bytes_for_1_and_2_threads(scratch_archive, tmp_p
     assert one == two and len(one) > 10_000  # the whole file, byte for byte
 
 
-def test_manifest_records_the_backend_and_restore_follows_it(scratch_archive, tmp_path, monkeypatch):
+def test_manifest_records_the_backend_and_restore_follows_it(scratch_archive, tmp_path, monkeypatch, caplog):
     from basicvsr_archival.archival.package import verify_archive
 
     rec = verify_archive(scratch_archive).manifest["restore_backend"]
     assert rec == restore_backend()  # recorded at archive time, as this process sees it
-    assert rec["threads"] == "any" and rec["conv_impl"] == "auto" and rec["winograd_tile"] in (4, 6)
+    assert rec["backend"] == "cpu_kernels" and rec["threads"] == "any"  # kernels build here
+    assert rec["settings"]["conv_impl"] == "auto" and rec["settings"]["winograd_tile"] in (4, 6)
+    assert "kernel_variant" in rec and rec["encoder_threads"] == 4
+    from basicvsr_archival.archival import restore as restore_mod
+
+    applied = []  # (backend, settings) of every restore, as handed to apply_backend
+    real_apply = restore_mod.apply_backend
+    monkeypatch.setattr(
+        restore_mod, "apply_backend", lambda m, b, s: applied.append((b, s.to_dict())) or real_apply(m, b, s)
+    )
     default = restore_archive(scratch_archive, tmp_path / "default.mkv", progress=False)
-    # another conv implementation in the environment changes the bits of a plain inference ...
+    # other defaults in the environment (documented overrides) would change a plain inference ...
     monkeypatch.setenv("BASICVSR_CONV_IMPL", "native")
     monkeypatch.setenv("BASICVSR_WINOGRAD_TILE", "4")
     pinned = restore_archive(scratch_archive, tmp_path / "pinned.mkv", progress=False)
-    # ... but a restore follows the archive's recorded variant, and puts the environment back
+    # ... but a restore follows the archive's recorded backend and settings
     assert pinned.output.read_bytes() == default.output.read_bytes()
-    assert os.environ["BASICVSR_CONV_IMPL"] == "native" and os.environ["BASICVSR_WINOGRAD_TILE"] == "4"
+    # an explicit override is applied, with one warning line naming both
+    with caplog.at_level(logging.WARNING):
+        native = restore_archive(
+            scratch_archive, tmp_path / "native.mkv", progress=False, backend_settings={"conv_impl": "native"}
+        )
+        plain = restore_archive(scratch_archive, tmp_path / "plain.mkv", progress=False, backend="torch")
+    lines = [r.getMessage() for r in caplog.records if "instead of the archive's" in r.getMessage()]
+    assert len(lines) == 2 and "'conv_impl': 'native'" in lines[0] and "'conv_impl': 'auto'" in lines[0]
+    assert "with backend torch" in lines[1] and "\n" not in lines[1]
+    assert native.num_frames == plain.num_frames == 6
+    recorded = ("cpu_kernels", rec["settings"])
+    assert applied[:2] == [recorded, recorded]  # the environment did not change what ran
+    assert applied[2] == ("cpu_kernels", {**rec["settings"], "conv_impl": "native"})
+    assert applied[3][0] == "torch"
+    # (this tiny from-scratch model's outputs round to the same 8-bit frames on every backend)
+
+
+def test_plain_torch_restores_pin_the_recorded_thread_count(scratch_archive, tmp_path, monkeypatch):
+    # an archive recorded with the plain torch backend: its restores run with the recorded thread
+    # count, so 1 and 2 threads in the environment give the same bytes
+    import json
+    import shutil
+
+    from basicvsr_archival.archival.package import MANIFEST_NAME, dump_manifest
+
+    plain = tmp_path / "plain.archive"
+    shutil.copytree(scratch_archive, plain)
+    manifest = json.loads((plain / MANIFEST_NAME).read_text())
+    manifest["restore_backend"] = {**restore_backend("torch"), "threads": 2}
+    assert manifest["restore_backend"]["backend"] == "torch"
+    (plain / MANIFEST_NAME).write_bytes(dump_manifest(manifest))
+    one = _restore_in_subprocess(plain, tmp_path / "t1.mkv", 1)
+    two = _restore_in_subprocess(plain, tmp_path / "t2.mkv", 2)
+    assert one == two and len(one) > 10_000
+    # in this process: the restore runs the plain network on the recorded thread count
+    from basicvsr_archival.archival import restore as restore_mod
+
+    seen = []
+    real_pin = restore_mod.pinned_threads
+    monkeypatch.setattr(restore_mod, "pinned_threads", lambda n: seen.append(n) or real_pin(n))
+    threads = torch.get_num_threads()
+    restore_archive(plain, tmp_path / "here.mkv", progress=False)
+    restore_archive(scratch_archive, tmp_path / "kernels.mkv", progress=False)
+    assert seen == [2, None]  # plain torch: pinned to the record; cpu_kernels: any count
+    assert torch.get_num_threads() == threads  # and put back
 
 
 def test_a_restore_that_cannot_match_the_record_warns_in_one_line(caplog):
