@@ -8,13 +8,15 @@ Prints, for one machine (CPU model and ISA first: AVX2 vs AVX-512/AMX decides th
    frames tiled to size when ../shared has them), in the layout ``init_model`` picks for the device:
    seconds per frame, frames/s and peak memory (CPU: peak resident set size of this process during
    the run, via /proc/self/clear_refs + VmHWM; CUDA: ``torch.cuda.max_memory_allocated``), for each
-   ``--precision`` and ``--conv`` implementation, with the PSNR of each output against the first
-   fp32 one (e.g. the Winograd convolutions against oneDNN's direct ones).
+   ``--backend`` (``init_model``'s: 'auto', 'cpu_kernels', 'torch'), ``--precision`` and ``--conv``
+   implementation (of the cpu_kernels backend's settings), with the PSNR of each output against the
+   first fp32 one (e.g. the Winograd convolutions against oneDNN's direct ones).
 
 Examples::
 
     python benchmarks/bench_inference.py                        # CPU, c64n7, 180x320, 10 frames
     python benchmarks/bench_inference.py --model-only --conv native auto --precision fp32 bf16
+    python benchmarks/bench_inference.py --model-only --backend auto torch    # kernels vs plain torch
     python benchmarks/bench_inference.py --device cuda --precision fp32 fp16 bf16
     python benchmarks/bench_inference.py --dcn-only --height 1080 --width 1920
     python benchmarks/bench_inference.py --conv-only           # each conv layer: oneDNN vs fast path
@@ -40,16 +42,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicvsr_archival.models import BasicVSRPlusPlus
+from basicvsr_archival.models.backends import BackendSettings, apply_backend, preferred_memory_format
 from basicvsr_archival.models.ops import modulated_deform_conv2d
-from basicvsr_archival.models.ops.fast_conv import (
-    Conv2d,
-    cpu_has_native_bf16,
-    fast_path,
-    nnpack_works,
-    preferred_memory_format,
-)
-from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works, resolve_impl
-from basicvsr_archival.utils.memory import tune_malloc
+from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
+from basicvsr_archival.models.ops.fast_conv import Conv2d, cpu_has_native_bf16, fast_path, nnpack_works
+from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_works
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEMO_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "reds_demo_000"
@@ -120,7 +117,7 @@ def bench_dcn(args: argparse.Namespace, device: torch.device) -> dict:
     offset = (torch.randn(1, groups * 18, h, w, generator=gen) * 4).to(device)  # flow-sized offsets
     mask = torch.rand(1, groups * 9, h, w, generator=gen).to(device)
     impls = ["pure"]
-    auto = resolve_impl(None, x, needs_grad=False, groups=1)
+    auto = "cpu_fused" if device.type == "cpu" and load_cpu_kernel() is not None else "pure"
     if auto != "pure":
         impls.insert(0, auto)
     for name in ("mmcv", "torchvision"):
@@ -179,11 +176,11 @@ def bench_convs(args: argparse.Namespace) -> list[dict]:
         row = {"layer": name, "shape": f"{c_in}->{c_out} {k}x{k} @ {h}x{w}"}
         cpu = torch.device("cpu")
         with torch.inference_mode():
-            os.environ["BASICVSR_CONV_IMPL"] = "native"
+            conv.configure("native", 6), conv_cl.configure("native", 6)
             ref = conv(x)
             row["native_nchw_ms"] = best_of(functools.partial(conv, x), args.repeats, cpu) * 1e3
             row["native_nhwc_ms"] = best_of(functools.partial(conv_cl, x_cl), args.repeats, cpu) * 1e3
-            os.environ["BASICVSR_CONV_IMPL"] = "auto"
+            conv.configure("auto", 6), conv_cl.configure("auto", 6)
             row["fast_path"] = fast_path(conv, x, "auto") or "native"
             row["fast_path_nhwc"] = fast_path(conv_cl, x_cl, "auto") or "native"
             row["fast_nchw_ms"] = best_of(functools.partial(conv, x), args.repeats, cpu) * 1e3
@@ -223,8 +220,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def build_network(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    """The network of ``--mid-channels/--num-blocks``, with ``--checkpoint`` weights when given."""
+def build_network(
+    args: argparse.Namespace, device: torch.device, backend: str, settings: BackendSettings
+) -> torch.nn.Module:
+    """The ``--mid-channels/--num-blocks`` network (``--checkpoint`` weights) on ``backend`` (init_model)."""
     torch.manual_seed(0)  # the same random weights in every run, so that outputs can be compared
     model = BasicVSRPlusPlus(mid_channels=args.mid_channels, num_blocks=args.num_blocks)
     if args.checkpoint is not None:
@@ -237,24 +236,22 @@ def build_network(args: argparse.Namespace, device: torch.device) -> torch.nn.Mo
         for align in model.deform_align.values():
             last = align.conv_offset[-1]
             last.weight.data.copy_(torch.randn(last.weight.shape, generator=gen) * 0.02)
-    if device.type == "cpu":
-        tune_malloc()  # as init_model does (BASICVSR_MALLOC_TUNE=0 to measure without)
-    return model.to(device).eval()
+    return apply_backend(model.to(device).eval(), backend, settings)  # as init_model does
 
 
 def bench_model(
-    args: argparse.Namespace, device: torch.device, precision: str, conv: str
+    args: argparse.Namespace, device: torch.device, precision: str, conv: str, backend: str = "auto"
 ) -> tuple[dict, torch.Tensor]:
     """Seconds per frame, frames/s and peak memory of the whole network at one precision.
 
-    ``conv`` is the convolution implementation (``BASICVSR_CONV_IMPL``: 'auto' or 'native');
-    the activation layout is ``--layout`` ('auto': the one ``init_model`` picks for the device).
+    ``backend`` as ``init_model``'s; ``conv`` is the convolution implementation of its settings
+    ('auto', 'native', ...); the activation layout is ``--layout`` ('auto': the one ``init_model``
+    picks for the backend and device).
     """
-    os.environ["BASICVSR_CONV_IMPL"] = conv
-    model = build_network(args, device)
+    settings = BackendSettings.from_env().replace(conv_impl=conv)
     fmt = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}.get(args.layout)
-    fmt = preferred_memory_format(device) if fmt is None else fmt
-    model = model.to(memory_format=fmt)
+    fmt = preferred_memory_format(backend, device, settings) if fmt is None else fmt
+    model = build_network(args, device, backend, settings).to(memory_format=fmt)
     lq = load_input(args.frames, args.height, args.width, device)
     dtype = DTYPES[precision]
     autocast = (
@@ -276,6 +273,7 @@ def bench_model(
             times.append(time.perf_counter() - start)
     seconds = min(times)
     result = {
+        "backend": backend,
         "precision": precision,
         "conv": conv,
         "layout": "nhwc" if fmt == torch.channels_last else "nchw",
@@ -316,8 +314,15 @@ def main() -> None:
         nargs="+",
         default=["auto"],
         choices=("auto", "native", "nnpack", "winograd"),
-        help="convolution implementations to time (BASICVSR_CONV_IMPL; 'native' = F.conv2d); "
+        help="convolution implementations to time (cpu_kernels settings: 'native' = F.conv2d); "
         "the PSNR of each run is printed against the first fp32 run",
+    )
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "cpu_kernels", "torch"),
+        help="init_model backends to time (default auto); runs interleave with --conv",
     )
     parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: random)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -353,9 +358,10 @@ def main() -> None:
     if not args.dcn_only:
         report["model"] = []
         reference = None  # output of the first fp32 run: the others are compared with it
-        for conv in args.conv:
+        runs = [(b, c) for b in args.backend for c in (args.conv if b != "torch" else ["native"])]
+        for backend, conv in runs:
             for precision in args.precision:
-                res, out = bench_model(args, device, precision, conv)
+                res, out = bench_model(args, device, precision, conv, backend)
                 if reference is None and precision == "fp32":
                     reference, res["reference"] = out, True
                 elif reference is not None:
