@@ -31,7 +31,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def _probe(tune: str) -> tuple[str, int]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _PROBE, tune], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, tune], env=env, capture_output=True, text=True, check=True
+    )
     flag, faults = out.stdout.split()
     return flag, int(faults)
 
