@@ -79,9 +79,14 @@ def _builder():
 
 
 @functools.lru_cache(maxsize=1)
+def _detect_variant() -> str:
+    """:func:`build_kernels.choose_variant` for this machine, once per process."""
+    return _builder().choose_variant()
+
+
 def cpu_variant() -> str:
     """The kernel variant this CPU runs: ``'x86-64-v3'`` (AVX2, FMA, BMI2, ...) or ``'portable'``."""
-    return _builder().choose_variant()
+    return _detect_variant()
 
 
 def _cache_dir() -> Path:
@@ -217,6 +222,7 @@ def kernel_variant() -> str | None:
 def kernel_info() -> dict[str, Any]:
     """What was loaded, for manifests: variant, source ('prebuilt'/'jit'), paths, per-kernel details."""
     variant = kernel_variant()
+    load_cpu_kernel(), load_winograd_kernel()  # both tried, even where the first is missing
     kernels = {name: dict(_INFO[name]) for name in _SIGNATURES}
     sources = {k["source"] for k in kernels.values() if k["source"]}
     return {
@@ -232,6 +238,6 @@ def clear_caches() -> None:
     """Forget the loaded kernels and the warnings given (the next call loads again; for tests)."""
     load_cpu_kernel.cache_clear()
     load_winograd_kernel.cache_clear()
-    cpu_variant.cache_clear()
+    _detect_variant.cache_clear()
     _INFO.clear()
     _WARNED.clear()
