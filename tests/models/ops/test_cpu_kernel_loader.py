@@ -241,3 +241,22 @@ def test_install_build_failure_does_not_fail_the_install(tmp_path, repo_root):
     )
     ops = tmp_path / "build" / "basicvsr_archival" / "models" / "ops"
     assert (ops / "cpu_kernel.py").is_file() and not list((ops / "_lib").glob("*"))
+
+
+@pytest.mark.parametrize("ci", [None, "true"])
+def test_ci_run_fails_when_a_kernel_test_skips(tmp_path, repo_root, ci):
+    # tests/conftest.py's hook: a skipped `kernels` test fails the whole run under CI=true only
+    shutil.copy(repo_root / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_k.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.kernels\ndef test_kernel():\n    pytest.skip('kernel missing')\n\n"
+        "def test_other():\n    pytest.skip('not a kernel test')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": ci} if ci else {})
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "2 skipped" in done.stdout and "test_k.py::test_kernel" in done.stdout
+    assert done.returncode == (1 if ci else 0), done.stdout[-2000:]
