@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from basicvsr_archival.utils import env
-from basicvsr_archival.utils.lock import LockHeldError, exclusive_lock
 
 __all__ = [
     "CpuKernelWarning",
@@ -125,6 +124,8 @@ def _jit_target(name: str, variant: str, cc: list[str]) -> Path:
 
 def _wait_lock(stack: contextlib.ExitStack, lock_path: Path, wait_s: float) -> None:
     """Enter the exclusive lock on ``lock_path``, waiting up to ``wait_s`` for another process's build."""
+    from basicvsr_archival.utils.lock import LockHeldError, exclusive_lock  # fcntl: POSIX only
+
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -181,8 +182,8 @@ def _load(name: str) -> ctypes.CDLL | None:
     if platform.system() == "Windows":
         info["error"] = "the CPU kernels are not built on Windows"
     else:
-        path, source = _prebuilt(name, variant), "prebuilt"
         try:
+            path, source = _prebuilt(name, variant), "prebuilt"
             if path is None:
                 path, source = _jit_build(name, variant), "jit"
             lib = ctypes.CDLL(str(path))
