@@ -97,11 +97,11 @@ def find_compiler(cc: str | None = None) -> list[str] | None:
     if cc:
         argv = shlex.split(cc)
         path = shutil.which(argv[0]) if argv else None
-        return [path, *argv[1:]] if path else None
+        return [os.path.abspath(path), *argv[1:]] if path else None
     for name in ("cc", "gcc", "clang"):
         path = shutil.which(name)
         if path:
-            return [path]
+            return [os.path.abspath(path)]
     return None
 
 
@@ -122,9 +122,13 @@ def compiler_version(cc: list[str], timeout: float = 10.0) -> str:
 
 
 def _run_compiler(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run ``argv`` in its own process group; on timeout kill the group (gcc's cc1/as/ld too)."""
+    """Run ``argv`` in the sources' folder, in its own process group; on timeout kill the group (cc1/as/ld).
+
+    The sources are named relative to that folder so that no install path ends up in the library:
+    the same compiler and flags give the same bytes wherever the package lives.
+    """
     pipe = subprocess.PIPE
-    proc = subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, start_new_session=True, cwd=HERE)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
@@ -158,16 +162,16 @@ def remove_stale_temps(target: Path) -> None:
 def build(name: str, variant: str, target: Path, cc: list[str], timeout: float) -> dict:
     """Compile kernel ``name`` in ``variant`` into ``target`` (atomic rename) and write ``target``'s record.
 
-    The record (``target`` with suffix ``.json``) holds the source hash, flags and compiler. Raises
-    :class:`BuildError` on a failed or timed-out compile, ``OSError`` on an unwritable folder; no
-    temporary file is left behind either way.
+    The record (``target`` with suffix ``.json``) holds the source hash, flags, compiler and the
+    library's hash. Raises :class:`BuildError` on a failed or timed-out compile, ``OSError`` on an
+    unwritable folder; no temporary file is left behind either way.
     """
-    argv_flags = flags(name, variant)
+    argv_flags, target = flags(name, variant), target.absolute()  # the compiler runs in HERE
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         try:
-            done = _run_compiler([*cc, *argv_flags, str(SOURCES[name]), "-o", tmp, "-lm"], timeout)
+            done = _run_compiler([*cc, *argv_flags, SOURCES[name].name, "-o", tmp, "-lm"], timeout)
         except subprocess.TimeoutExpired:
             raise BuildError(f"{' '.join(cc)} did not finish within {timeout:g} s") from None
         if done.returncode != 0:
@@ -185,6 +189,7 @@ def build(name: str, variant: str, target: Path, cc: list[str], timeout: float) 
         "flags": argv_flags,
         "compiler": " ".join(cc),
         "compiler_version": compiler_version(cc),
+        "lib_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
     }
     _write_json_atomic(target.with_suffix(".json"), record)
     return record

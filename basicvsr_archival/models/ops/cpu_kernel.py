@@ -195,7 +195,7 @@ def _load(name: str) -> ctypes.CDLL | None:
         else:
             record = _record(path) or {}
             info.update(variant=variant, source=source, path=str(path))
-            info["compiler_version"] = record.get("compiler_version")
+            info.update(compiler_version=record.get("compiler_version"), lib_sha256=record.get("lib_sha256"))
             return lib
     _warn_missing(name, variant, info["error"])
     return None

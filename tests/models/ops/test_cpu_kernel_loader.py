@@ -4,6 +4,7 @@ Real compiler, real files: the loader is pointed at an empty (or doctored) prebu
 temporary cache, with ``$CC`` set to gcc or to small scripts that fail, hang or count their runs.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -59,6 +60,17 @@ def _cache_files(tmp_path: Path) -> list[str]:
     """Names of everything in the kernel cache folder (empty list if it does not exist)."""
     folder = tmp_path / "cache" / "kernels"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _installed_record(name: str, variant: str) -> dict | None:
+    """The build record of the package's install-time library ``name`` in ``variant`` (None if absent)."""
+    path = build_kernels.LIB_DIR / build_kernels.prebuilt_name(name, variant)
+    return json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else None
 
 
 def _warp_max_err() -> float:
@@ -123,10 +135,14 @@ def test_jit_build_when_prebuilt_absent_or_stale(loader, tmp_path):
     )
     assert not [n for n in _cache_files(tmp_path) if n.endswith((".tmp", ".lock"))]
     assert _warp_max_err() < 1e-5
+    # same variant and compiler as the install-time build: the same bytes (no path, no -march=native)
+    record = json.loads(path.with_suffix(".json").read_text())
+    installed = _installed_record("dcn_cpu", loader.cpu_variant())
+    if installed is not None and installed["compiler"] == record["compiler"]:
+        assert installed["lib_sha256"] == record["lib_sha256"] == _sha256(path)
     # a prebuilt library whose source changed since it was built is ignored: the cached build is used
     stale = loader.LIB_DIR / build_kernels.prebuilt_name("dcn_cpu", loader.cpu_variant())
     shutil.copy(path, stale)
-    record = json.loads(path.with_suffix(".json").read_text())
     stale.with_suffix(".json").write_text(json.dumps({**record, "source_sha256": "0" * 64}))
     mtime = path.stat().st_mtime_ns
     loader.clear_caches()
