@@ -86,6 +86,8 @@ def _module_files(name: str) -> tuple[Path, list[Path]]:
 
 def prepare(house: Path, shared: Path) -> None:
     """Pack DEPS (pure-Python sources of the versions installed here) and a little reference data."""
+    if house.exists() and any(house.iterdir()) and not (house / "deps.zip").is_file():
+        raise SystemExit(f"--prepare: {house} exists and is not a wheelhouse: choose another --house")
     if house.exists():
         shutil.rmtree(house)
     house.mkdir(parents=True)
