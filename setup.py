@@ -1,9 +1,12 @@
 """Install basicvsr-archival: ``pip install torch==2.13.0 && pip install -e ".[tests]"``."""
 
+import importlib.util
+import os
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Distribution, find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
@@ -44,6 +47,45 @@ EXTRAS_REQUIRE = {
     "tests": ["pytest", "ruff", "scikit-image", *ONNX_REQUIRES],
 }
 
+
+def load_kernel_builder():
+    """``basicvsr_archival/models/ops/build_kernels.py`` loaded by path (stdlib only; no torch here)."""
+    path = HERE / "basicvsr_archival" / "models" / "ops" / "build_kernels.py"
+    spec = importlib.util.spec_from_file_location("_basicvsr_build_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class BuildPyWithKernels(build_py):
+    """``build_py`` that also compiles the CPU kernels (x86-64-v3 + portable) into ``models/ops/_lib``.
+
+    A wheel gets them in its build folder, an editable install (``pip install -e .``) in the source
+    tree. A failed build only warns: the package then builds the kernel just in time on first use.
+    """
+
+    def run(self):
+        """Copy the Python files as usual, then build the kernels."""
+        super().run()
+        builder = load_kernel_builder()
+        if getattr(self, "editable_mode", False):
+            out = builder.LIB_DIR
+        else:
+            out = Path(self.build_lib) / "basicvsr_archival" / "models" / "ops" / "_lib"
+        try:
+            builder.build_all(out, os.environ.get("CC"), log=lambda line: print(line, flush=True))
+        except Exception as exc:  # never fail the install for a missing kernel
+            print(f"warning: building the CPU kernels failed ({exc}); they are built on first use instead")
+
+
+class BinaryDistribution(Distribution):
+    """The wheel holds compiled kernels: tag it for this platform, not ``py3-none-any``."""
+
+    def has_ext_modules(self):
+        """True: platform-specific wheel."""
+        return True
+
+
 setup(
     name="basicvsr-archival",
     version=read_version(),
@@ -51,8 +93,10 @@ setup(
     long_description=README.read_text(encoding="utf-8") if README.is_file() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(exclude=["tests", "tests.*"]),
-    # the C source of the deformable-convolution CPU kernel, compiled on first use
+    # the C sources of the CPU kernels: built at install (BuildPyWithKernels), else just in time
     package_data={"basicvsr_archival": ["models/ops/*.c"]},
+    cmdclass={"build_py": BuildPyWithKernels},
+    distclass=BinaryDistribution,
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

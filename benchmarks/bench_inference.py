@@ -20,6 +20,15 @@ Examples::
     python benchmarks/bench_inference.py --device cuda --precision fp32 fp16 bf16
     python benchmarks/bench_inference.py --dcn-only --height 1080 --width 1920
     python benchmarks/bench_inference.py --conv-only           # each conv layer: oneDNN vs fast path
+    python benchmarks/bench_inference.py --compare main        # auto / torch backends vs another commit
+
+``--compare REF`` times, interleaved in one run (rounds of A B C, median per variant), the whole
+c64n7 network through ``init_model`` (default 3 frames of 64x112) in three variants, each a warm
+subprocess importing its own tree (``bench_compare_worker.py``): (a) this checkout's ``auto``
+backend, (b) its plain-PyTorch ``torch`` backend ("unavailable" where ``init_model`` has no
+``backend`` argument), (c) the code of ``REF`` (a temporary ``git worktree``) on its default path.
+All three load the same seeded weights and input; it prints seconds per frame per variant, the
+speed ratios auto/REF and auto/torch, and each output's max abs difference from REF's.
 """
 
 from __future__ import annotations
@@ -31,7 +40,11 @@ import json
 import math
 import os
 import platform
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +63,9 @@ from basicvsr_archival.models.ops.modulated_deform_conv import external_impl_wor
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEMO_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "reds_demo_000"
+REPO = Path(__file__).resolve().parents[1]
+COMPARE_WORKER = Path(__file__).resolve().with_name("bench_compare_worker.py")
+BASE_CONFIG = Path("configs") / "_base_" / "basicvsr_plusplus_c64n7.py"
 
 
 def sync(device: torch.device) -> None:
@@ -289,15 +305,169 @@ def bench_model(
     return result, out.float().cpu()
 
 
+@contextlib.contextmanager
+def reference_tree(ref: str):
+    """A detached ``git worktree`` of ``ref`` in a temporary folder, removed (and pruned) afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ref_"))
+    tree = tmp / "tree"
+    git = ["git", "-C", str(REPO), "worktree"]
+    done = subprocess.run([*git, "add", "--detach", str(tree), ref], capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = (done.stderr.strip().splitlines() or ["git failed"])[-1]
+        raise SystemExit(f"--compare {ref}: cannot check it out ({reason})")
+    try:
+        yield tree
+    finally:
+        subprocess.run([*git, "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([*git, "prune"], capture_output=True)
+
+
+class CompareVariant:
+    """One variant of ``--compare``: a warm worker process importing the package of ``tree``."""
+
+    def __init__(self, name: str, tree: Path, backend: str | None, fallback: bool = False) -> None:
+        self.name, self.tree, self.backend, self.fallback = name, tree, backend, fallback
+        self.proc: subprocess.Popen | None = None
+        self.info: dict = {}
+        self.times: list[float] = []
+
+    def start(self, args: argparse.Namespace, state: Path, clip: Path) -> None:
+        """Start the worker and wait until its model is built and warm (or it says it is unavailable)."""
+        argv = [sys.executable, str(COMPARE_WORKER), "--config", str(self.tree / BASE_CONFIG)]
+        argv += ["--state", str(state), "--input", str(clip), f"--mid-channels={args.mid_channels}"]
+        argv += [f"--num-blocks={args.num_blocks}"] + (["--backend", self.backend] if self.backend else [])
+        argv += (["--fallback"] if self.fallback else []) + (
+            [f"--threads={args.threads}"] if args.threads else []
+        )
+        env = {**os.environ, "PYTHONPATH": str(self.tree)}
+        self.proc = subprocess.Popen(
+            argv, cwd=self.tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.info = self.ask(None)
+        if "unavailable" in self.info:
+            self.proc.wait()
+            self.proc = None
+
+    def ask(self, command: str | None) -> dict:
+        """Send ``command`` (if any) and read the worker's one-line JSON answer."""
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"--compare: worker {self.name} exited ({self.proc.wait()}) without answering")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        """End the worker (if still running)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def compare_inputs(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]:
+    """Seeded c64n7 weights (live offsets) and the input clip, saved for all variants to load."""
+    model = build_network(args, torch.device("cpu"))
+    state = {f"generator.{k}": v for k, v in model.state_dict().items()}
+    torch.save(state, folder / "state.pt")
+    torch.save(load_input(args.frames, args.height, args.width, torch.device("cpu")), folder / "clip.pt")
+    return folder / "state.pt", folder / "clip.pt"
+
+
+def time_variants(args: argparse.Namespace, variants: list[CompareVariant], tmp: Path) -> dict:
+    """Start the workers, run ``--rounds`` interleaved rounds (A B C A B C ...); their last outputs."""
+    state, clip = compare_inputs(args, tmp)
+    outputs = {}
+    try:
+        for v in variants:
+            v.start(args, state, clip)
+            print(json.dumps({"variant": v.name, **v.info}), flush=True)
+        live = [v for v in variants if v.proc is not None]
+        for _ in range(args.rounds):
+            for v in live:
+                v.times.append(v.ask("run")["seconds"])
+        for i, v in enumerate(live):
+            v.ask(f"save {tmp / f'out{i}.pt'}")
+            outputs[v.name] = torch.load(tmp / f"out{i}.pt")
+    finally:
+        for v in variants:
+            v.stop()
+    return outputs
+
+
+def run_compare(args: argparse.Namespace) -> dict:
+    """(a) auto, (b) torch, (c) REF: median s/frame, speed ratios and max abs difference from REF's output."""
+    with reference_tree(args.compare) as ref_tree, tempfile.TemporaryDirectory(prefix="bench_cmp_") as tmp:
+        git = ["git", "-C", str(ref_tree), "rev-parse", "--short", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True).stdout.strip()
+        ref = CompareVariant(f"ref {args.compare}", ref_tree, None)
+        variants = [
+            CompareVariant("auto", REPO, "auto", fallback=True),
+            CompareVariant("torch", REPO, "torch"),
+            ref,
+        ]
+        outputs = time_variants(args, variants, Path(tmp))
+    size = f"c{args.mid_channels}n{args.num_blocks}, {args.frames} frames {args.height}x{args.width}"
+    result: dict = {"ref": f"{args.compare} ({commit})", "shape": size, "rounds": args.rounds}
+    for v in variants:
+        if not v.times:
+            result[v.name] = {"unavailable": v.info.get("unavailable")}
+            continue
+        result[v.name] = {
+            "backend": v.info.get("backend"),
+            "s_per_frame": statistics.median(v.times) / args.frames,
+            "min_s_per_frame": min(v.times) / args.frames,
+            "max_abs_diff_vs_ref": (outputs[v.name] - outputs[ref.name]).abs().max().item(),
+        }
+    for stat, suffix in ((statistics.median, ""), (min, "_best")):  # best of rounds: less host noise
+        speed = {v.name: stat(v.times) for v in variants if v.times}
+        if "auto" in speed:
+            result[f"speed_auto_over_ref{suffix}"] = speed[ref.name] / speed["auto"]
+            if "torch" in speed:
+                result[f"speed_auto_over_torch{suffix}"] = speed["torch"] / speed["auto"]
+    return result
+
+
+def print_compare(result: dict) -> None:
+    """The ``--compare`` figures: JSON, then one readable line per variant and per ratio."""
+    print(json.dumps(result), flush=True)
+    for name, row in result.items():
+        if isinstance(row, dict) and "s_per_frame" in row:
+            print(
+                f"{name:<16} {row['s_per_frame']:.4f} s/frame (median of {result['rounds']}; "
+                f"backend {row['backend']}; max abs diff vs ref {row['max_abs_diff_vs_ref']:.2g})"
+            )
+        elif isinstance(row, dict):
+            print(f"{name:<16} unavailable: {row['unavailable']}")
+    for key, label, wanted in (("ref", "ref  ", 0.9), ("torch", "torch", 1.8)):
+        if f"speed_auto_over_{key}" in result:
+            median, best = result[f"speed_auto_over_{key}"], result[f"speed_auto_over_{key}_best"]
+            print(
+                f"auto / {label} speed {median:.2f}x (medians; best rounds {best:.2f}x; wanted >= {wanted})"
+            )
+
+
 def main() -> None:
     """Parse arguments, run the benchmarks and print (and optionally save) the figures."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--height", type=int, default=180, help="LR frame height (default 180)")
-    parser.add_argument("--width", type=int, default=320, help="LR frame width (default 320)")
-    parser.add_argument("--frames", type=int, default=10, help="sequence length (default 10)")
+    parser.add_argument(
+        "--height", type=int, default=None, help="LR frame height (default 180; --compare 64)"
+    )
+    parser.add_argument("--width", type=int, default=None, help="LR frame width (default 320; --compare 112)")
+    parser.add_argument("--frames", type=int, default=None, help="sequence length (default 10; --compare 3)")
     parser.add_argument("--mid-channels", type=int, default=64)
     parser.add_argument("--num-blocks", type=int, default=7)
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=sorted(DTYPES))
@@ -332,7 +502,18 @@ def main() -> None:
     )
     parser.add_argument("--model-only", action="store_true", help="only the whole-model benchmark")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        default=None,
+        help="time this checkout's auto and torch backends against the code of git commit/branch REF (CPU)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="--compare: interleaved rounds (median)")
     args = parser.parse_args()
+    sizes = (64, 112, 3) if args.compare else (180, 320, 10)
+    for key, value in zip(("height", "width", "frames"), sizes):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -346,6 +527,15 @@ def main() -> None:
     }
     print(json.dumps(env))
     report: dict = {"env": env}
+    if args.compare:
+        if device.type != "cpu":
+            parser.error("--compare times the CPU paths: leave --device at cpu")
+        report["compare"] = run_compare(args)
+        print_compare(report["compare"])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2))
+        return
     if args.conv_only:
         report["convs"] = bench_convs(args)
         if args.json:

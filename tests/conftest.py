@@ -1,11 +1,41 @@
-"""Shared fixtures: the read-only reference material in ``../shared`` beside the repo."""
+"""Shared fixtures: the read-only reference material in ``../shared`` beside the repo; the CI kernel check."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+_SKIPPED_KERNEL_TESTS: list[str] = []
+
+
+def pytest_configure(config):
+    """Register the ``kernels`` marker: tests of the project's C kernels."""
+    config.addinivalue_line(
+        "markers", "kernels: tests of the C CPU kernels; under CI=true a skipped one fails the run"
+    )
+
+
+def pytest_runtest_logreport(report):
+    """Remember the kernel tests that were skipped (a missing kernel must not pass CI silently)."""
+    if report.skipped and "kernels" in report.keywords:
+        _SKIPPED_KERNEL_TESTS.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under ``CI=true``, a skipped kernel test turns a passing run into a failed one."""
+    if os.environ.get("CI", "").lower() == "true" and _SKIPPED_KERNEL_TESTS and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """List the skipped kernel tests (and say that CI fails on them)."""
+    if _SKIPPED_KERNEL_TESTS:
+        ci = os.environ.get("CI", "").lower() == "true"
+        terminalreporter.section("skipped kernel tests" + (" (CI=true: the run fails)" if ci else ""))
+        for nodeid in _SKIPPED_KERNEL_TESTS:
+            terminalreporter.line(nodeid)
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,12 @@ from tqdm import tqdm
 from basicvsr_archival.engine.checkpoint import resume_checkpoint
 from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
 
-from .package import ArchiveError, read_state_dict
+from .model_storage import (
+    read_state_dict,
+)
+from .package import (
+    ArchiveError,
+)
 
 FINETUNED_NAME = "finetuned.pth"
 STATS_NAME = "finetune_stats.json"

@@ -45,12 +45,14 @@ from . import codec as codec_mod
 from . import finetune as finetune_mod
 from .codec import CodecSettings
 from .finetune import FinetuneSettings
-from .package import (
-    ArchiveError,
-    ArchiveExistsError,
+from .model_storage import (
     StorageSettings,
     encode_model,
     read_state_dict,
+)
+from .package import (
+    ArchiveError,
+    ArchiveExistsError,
     sha256_file,
     to_jsonable,
     verify_archive,

@@ -72,16 +72,18 @@ from basicvsr_archival.utils.output import (
     write_png,
 )
 
+from .model_storage import (
+    check_reference,
+    decode_model,
+    read_state_dict,
+)
 from .package import (
     ArchiveCorruptError,
     ArchiveError,
     ArchiveExistsError,
-    check_reference,
-    decode_model,
     find_base_checkpoint,
     member_of,
     open_archive,
-    read_state_dict,
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")

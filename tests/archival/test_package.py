@@ -13,15 +13,17 @@ import torch
 
 from basicvsr_archival.archival import package
 from basicvsr_archival.archival.finetune import build_restorer
+from basicvsr_archival.archival.model_storage import (
+    StorageSettings,
+    decode_model,
+    encode_model,
+)
 from basicvsr_archival.archival.package import (
     ArchiveCorruptError,
     ArchiveError,
     ArchiveExistsError,
     ArchiveFormatError,
     BaseCheckpointError,
-    StorageSettings,
-    decode_model,
-    encode_model,
     find_base_checkpoint,
     sha256_file,
     verify_archive,

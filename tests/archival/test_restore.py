@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from basicvsr_archival.archival import package
+from basicvsr_archival.archival import model_storage, package
 from basicvsr_archival.archival.finetune import initial_state
 from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
 from basicvsr_archival.archival.restore import RestoreError, RestoreSettings, decoded_frames, restore_archive
@@ -258,7 +258,7 @@ def test_base_checkpoint_of_random_bytes(tmp_path):
     noise = tmp_path / "noise.pth"
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(package.BaseCheckpointError) as info:
-        package.read_state_dict(noise)
+        model_storage.read_state_dict(noise)
     assert (
         str(info.value)
         == f"{noise}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"

@@ -143,6 +143,7 @@ def test_cpu_cache_path_gives_same_result():
     torch.testing.assert_close(cached, plain, atol=1e-6, rtol=0)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_flow_guided_alignment_matches_pure_path(channels_last):
     # the CPU kernel computes offsets/masks from the raw conv_offset output itself: same numbers as the
@@ -154,7 +155,7 @@ def test_fused_flow_guided_alignment_matches_pure_path(channels_last):
     from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
 
     if load_cpu_kernel() is None:
-        pytest.skip("no C compiler for the fused CPU kernel")
+        pytest.skip("dcn_cpu kernel missing")  # marked `kernels`: fails a CI run (tests/conftest.py)
     torch.manual_seed(0)
     plain = SecondOrderDeformableAlignment(32, 16, 3, padding=1, deform_groups=16, max_residue_magnitude=10)
     plain = plain.eval()

@@ -10,10 +10,20 @@ from basicvsr_archival.models.ops import modulated_deform_conv as mdc
 from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
 
 HAS_KERNEL = load_cpu_kernel() is not None
+# a missing kernel skips the cpu_fused cases (and fails a CI run: tests/conftest.py)
 CPU_IMPLS = [
     "pure",
-    pytest.param("cpu_fused", marks=pytest.mark.skipif(not HAS_KERNEL, reason="no C compiler")),
+    pytest.param(
+        "cpu_fused",
+        marks=[pytest.mark.kernels, pytest.mark.skipif(not HAS_KERNEL, reason="dcn_cpu kernel missing")],
+    ),
 ]
+
+
+def _assert_kernel_runs(impl, x, groups):
+    """'cpu_fused' with one conv group must really run the C kernel, not fall back to 'pure'."""
+    if impl == "cpu_fused" and groups == 1:
+        assert resolve_impl(impl, x, needs_grad=False, groups=groups) == "cpu_fused"
 
 
 def naive_dcn(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
@@ -77,6 +87,7 @@ def official(shared_dir):
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)
 def test_forward_matches_mmcv(official, impl):
+    _assert_kernel_runs(impl, official["x"], official["args"]["groups"])
     with torch.no_grad():
         out = modulated_deform_conv2d(
             official["x"], official["offset"], official["mask"], official["weight"], official["bias"],
@@ -118,6 +129,7 @@ def test_against_loop_reference(impl, stride, padding, dilation, groups, deform_
     weight = torch.randn(c_out, c_in // groups, kernel, kernel, generator=gen)
     bias = torch.randn(c_out, generator=gen)
     args = (stride, padding, dilation, groups, deform_groups)
+    _assert_kernel_runs(impl, x, groups)
     with torch.no_grad():
         got = modulated_deform_conv2d(x, offset, mask, weight, bias, *args, impl=impl)
     ref = naive_dcn(x, offset, mask, weight, bias, *args)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from basicvsr_archival.models.ops import winograd
+from basicvsr_archival.models.ops.cpu_kernel import cpu_variant, kernel_variant, load_winograd_kernel
 from basicvsr_archival.models.ops.winograd import (
     DEFAULT_TILE,
     transform_weight,
@@ -15,7 +16,17 @@ from basicvsr_archival.models.ops.winograd import (
     winograd_conv3x3,
 )
 
-pytestmark = pytest.mark.skipif(not winograd_available(), reason="no C compiler for the Winograd kernel")
+# a missing kernel skips this module (and fails a CI run: tests/conftest.py); a kernel that loads must work
+pytestmark = [
+    pytest.mark.kernels,
+    pytest.mark.skipif(load_winograd_kernel() is None, reason="winograd_cpu kernel missing"),
+]
+
+
+def test_kernel_loaded_passes_its_self_check():
+    # the loaded kernel is the fixed variant of this CPU and is used (no silent fallback to oneDNN)
+    assert winograd_available()
+    assert kernel_variant() == cpu_variant() in ("x86-64-v3", "portable")
 
 
 def _case(n, cin, cout, h, w, seed=0):
