@@ -237,7 +237,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def build_network(
-    args: argparse.Namespace, device: torch.device, backend: str, settings: BackendSettings
+    args: argparse.Namespace,
+    device: torch.device,
+    backend: str = "torch",
+    settings: BackendSettings | None = None,
 ) -> torch.nn.Module:
     """The ``--mid-channels/--num-blocks`` network (``--checkpoint`` weights) on ``backend`` (init_model)."""
     torch.manual_seed(0)  # the same random weights in every run, so that outputs can be compared
@@ -252,7 +255,7 @@ def build_network(
         for align in model.deform_align.values():
             last = align.conv_offset[-1]
             last.weight.data.copy_(torch.randn(last.weight.shape, generator=gen) * 0.02)
-    return apply_backend(model.to(device).eval(), backend, settings)  # as init_model does
+    return apply_backend(model.to(device).eval(), backend, settings or BackendSettings())  # as init_model
 
 
 def bench_model(
