@@ -37,7 +37,6 @@ What is reproducible (measured with torch 2.13 on x86-64, 640x272 and 192x128 cl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -71,6 +70,7 @@ from basicvsr_archival.utils.output import (
     make_temp_dir,
     write_png,
 )
+from basicvsr_archival.utils.threads import pinned_threads
 
 from .model_storage import (
     check_reference,
@@ -282,18 +282,6 @@ def recorded_backend(manifest: Mapping[str, Any], where: str) -> tuple[str, Back
     except (TypeError, ValueError) as exc:
         raise RestoreError(f"{where}: the archive's restore_backend is unknown here ({exc})") from None
     return backend, parsed, threads if isinstance(threads, int) and threads > 0 else None
-
-
-@contextlib.contextmanager
-def pinned_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch intra-op threads (None: unchanged); the count is put back."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _restore_backend_choice(
