@@ -20,7 +20,7 @@ What is reproducible (measured with torch 2.13 on x86-64, 640x272 and 192x128 cl
   same network output; the few ops whose rounding depends on how threads split them run on one
   thread, see :mod:`basicvsr_archival.utils.threads`), provided these are the same: the torch
   version (its MKL / oneDNN / NNPACK), the CPU instruction set torch dispatches to and the
-  project's C kernels are compiled for (``-march=native``), whether those kernels build, and the
+  project's C kernels were built for (their variant: ``x86-64-v3`` or ``portable``), and the
   backend and its settings (``models/backends``: 'cpu_kernels' with its convolution
   implementation, Winograd tile and DCN implementation, or plain 'torch'). The archive records
   all of them in ``manifest["restore_backend"]`` (:func:`restore_backend`); a restore applies the

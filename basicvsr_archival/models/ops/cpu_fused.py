@@ -1,4 +1,4 @@
-"""Float32 CPU inference kernels of BasicVSR++'s sampling ops (``dcn_cpu.c``, built on first use).
+"""Float32 CPU inference kernels of BasicVSR++'s sampling ops (``dcn_cpu.c``, built at install).
 
 Two ops, each a C sampling kernel run by a small pool of worker threads over chunks of output
 pixels (ctypes releases the GIL; each worker runs single-threaded GEMMs so no OpenMP team spins

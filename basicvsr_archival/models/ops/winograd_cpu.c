@@ -28,7 +28,7 @@
  *
  * U is the transformed weight (a^2, c_in8, c_out16) computed once by the caller (in float64).
  * No threads here: the Python side splits the tile rows across workers (ctypes releases the GIL).
- * Vectors are GCC vector extensions (AVX2/FMA under -march=native, SSE or NEON elsewhere).
+ * Vectors are GCC vector extensions (AVX2/FMA in the x86-64-v3 build, SSE2 in the portable one).
  */
 #include <stdint.h>
 #include <string.h>
