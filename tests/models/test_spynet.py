@@ -81,11 +81,15 @@ def test_flow_warp_size_mismatch():
         flow_warp(torch.rand(1, 1, 4, 4), torch.zeros(1, 5, 4, 2))
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("h,w,c", [(23, 37, 64), (1, 1, 3), (5, 4, 8)])
 def test_flow_warp_cpu_kernel_matches_grid_sample(h, w, c):
     # the CPU backend's warp: channels-last float32 inference takes the C kernel; the plain
     # network's grid_sample gives the same numbers
     from basicvsr_archival.models.backends.cpu_kernels import fast_flow_warp
+    from basicvsr_archival.models.ops.cpu_kernel import load_cpu_kernel
+
+    assert load_cpu_kernel() is not None  # the C kernel runs here, not a silent grid_sample fallback
 
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(2, c, h, w, generator=gen)
