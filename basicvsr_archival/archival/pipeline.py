@@ -44,7 +44,7 @@ from basicvsr_archival.utils.output import OutputPathError, check_output_locatio
 from . import codec as codec_mod
 from . import finetune as finetune_mod
 from .codec import CodecSettings
-from .finetune import FinetuneSettings
+from .finetune_settings import FinetuneSettings
 from .model_storage import (
     StorageSettings,
     encode_model,

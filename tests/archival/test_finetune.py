@@ -10,14 +10,13 @@ import torch
 
 from basicvsr_archival.archival.codec import CodecSettings, decode_frames, encode_lr
 from basicvsr_archival.archival.finetune import (
-    FinetuneError,
-    FinetuneSettings,
     build_restorer,
     check_base_fits,
     finetune_video,
     initial_state,
     zero_flow_spynet,
 )
+from basicvsr_archival.archival.finetune_settings import FinetuneError, FinetuneSettings
 from basicvsr_archival.archival.pipeline import load_archival_config
 from basicvsr_archival.utils.ffmpeg import VideoWriter, frames_to_video
 
