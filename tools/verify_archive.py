@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from basicvsr_archival.archival.package import find_base_checkpoint, verify_archive
+from basicvsr_archival.archival.container import verify_archive
+from basicvsr_archival.archival.model_storage import find_base_checkpoint
 from basicvsr_archival.archival.pipeline import run_cli
 
 

@@ -44,6 +44,7 @@ from basicvsr_archival.utils.output import OutputPathError, check_output_locatio
 from . import codec as codec_mod
 from . import finetune as finetune_mod
 from .codec import CodecSettings
+from .container import verify_archive, write_archive
 from .finetune_settings import FinetuneSettings
 from .model_storage import (
     StorageSettings,
@@ -55,8 +56,6 @@ from .package import (
     ArchiveExistsError,
     sha256_file,
     to_jsonable,
-    verify_archive,
-    write_archive,
 )
 from .restore import RestoreSettings, restore_backend
 
@@ -332,7 +331,8 @@ def run_archive_job(
     """Archive ``video`` into ``output`` (a directory, or a ``.tar``) following ``config``.
 
     Stages: probe + SHA-256 of the source; LR encode (:func:`codec.encode_lr`); decode of the LR
-    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging (:func:`package.write_archive`).
+    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging
+    (:func:`container.write_archive`).
     Without ``resume`` a work dir holding an earlier run is refused; with it, finished stages are kept.
     While the job runs, another on the same archive or work dir is refused at once (:func:`job_locks`).
     Every audio stream is kept as a member (copied into Matroska) unless ``drop_audio`` (or the config's).

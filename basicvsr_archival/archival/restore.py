@@ -72,18 +72,18 @@ from basicvsr_archival.utils.output import (
 )
 from basicvsr_archival.utils.threads import pinned_threads
 
+from .container import open_archive
 from .model_storage import (
     check_reference,
     decode_model,
+    find_base_checkpoint,
     read_state_dict,
 )
 from .package import (
     ArchiveCorruptError,
     ArchiveError,
     ArchiveExistsError,
-    find_base_checkpoint,
     member_of,
-    open_archive,
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")

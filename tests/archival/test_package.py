@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from basicvsr_archival.archival import package
+from basicvsr_archival.archival.container import verify_archive, write_archive
 from basicvsr_archival.archival.finetune import build_restorer
 from basicvsr_archival.archival.model_storage import (
     StorageSettings,
     decode_model,
     encode_model,
+    find_base_checkpoint,
 )
 from basicvsr_archival.archival.package import (
     ArchiveCorruptError,
@@ -24,10 +26,7 @@ from basicvsr_archival.archival.package import (
     ArchiveExistsError,
     ArchiveFormatError,
     BaseCheckpointError,
-    find_base_checkpoint,
     sha256_file,
-    verify_archive,
-    write_archive,
 )
 
 TINY = dict(
