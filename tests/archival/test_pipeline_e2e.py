@@ -105,7 +105,7 @@ def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch, capsys):
     def crash(tmp: Path, final: Path) -> None:
         raise RuntimeError("killed while packaging")
 
-    monkeypatch.setattr(package, "_publish", crash)
+    monkeypatch.setattr(container, "_publish", crash)
     argv = [TINY_CI, str(a), "-o", str(out), "--work-dir", str(work), "--no-progress"]
     assert run_cli(_tool("archive").main, [*argv, "--cfg-options", "finetune.max_iters=1"]) == 1
     hint = f"pass --resume to continue, or delete {work} to start over"
