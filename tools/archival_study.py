@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from basicvsr_archival.archival.pipeline import run_cli
 from basicvsr_archival.archival.report import analyse, format_break_even, summary_rows, write_report
-from basicvsr_archival.archival.study import StudyError, load_study, run_study
+from basicvsr_archival.archival.study import run_study
+from basicvsr_archival.archival.study_config import StudyError, load_study
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from basicvsr_archival.archival.study import StudyError, archival_config, load_study, run_study
+from basicvsr_archival.archival.study import run_study
+from basicvsr_archival.archival.study_config import StudyError, archival_config, load_study
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "archival" / "study_quickstart.py"
