@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from .cost import ArchiveScenario
+from .cost import ArchiveScenario, sr_archive_bytes
 from .package import to_jsonable
 from .study_config import BD_METHODS, StudyError
 
@@ -42,7 +42,7 @@ def write_json_atomic(obj: Any, path: Path) -> None:
 def charged_bytes(point: Mapping[str, Any], model_shared_by: int = 1) -> float:
     """Bytes charged to one video: ``lr + model / model_shared_by + manifest`` (full: the encode)."""
     d = point["bytes_detail"]
-    return float(d["lr"]) + float(d["model"]) / model_shared_by + float(d["manifest"])
+    return sr_archive_bytes(d["lr"], d["model"], d["manifest"], model_shared_by)
 
 
 # ------------------------------------------------------------------------------------------ BD-rate
