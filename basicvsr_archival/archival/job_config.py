@@ -73,6 +73,17 @@ _RESUMABLE_FINETUNE_KEYS = (
 )
 
 
+def read_config(path: PathLike, error: type[ArchiveError]) -> Config:
+    """The mmengine ``Config`` of a file; a missing or unreadable one raises ``error`` with one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: config file not found")
+    try:
+        return Config.fromfile(str(p))
+    except Exception as exc:  # mmengine raises many kinds
+        raise error(f"{p}: cannot read config ({_first_line(exc)})") from None
+
+
 def load_archival_config(
     config: PathLike | Config | Mapping[str, Any], cfg_options: Mapping[str, Any] | None = None
 ) -> ArchivalConfig:
@@ -82,14 +93,7 @@ def load_archival_config(
     elif isinstance(config, Mapping):
         cfg, name = Config(dict(config)), "config"
     else:
-        p = Path(config)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            cfg = Config.fromfile(str(p))
-        except Exception as exc:  # mmengine raises many kinds
-            raise ConfigError(f"{p}: cannot read config ({_first_line(exc)})") from None
-        name = p.stem
+        cfg, name = read_config(config, ConfigError), Path(config).stem
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
     where = name

@@ -17,8 +17,8 @@ from mmengine.config import Config
 from basicvsr_archival.utils.ffmpeg import PathLike
 
 from .cost import CostModel
+from .job_config import ArchivalConfig, load_archival_config, read_config
 from .package import ArchiveError
-from .pipeline import ArchivalConfig, load_archival_config
 
 VARIANTS = ("full", "bicubic", "sr_base", "sr_finetuned")
 SR_VARIANTS = VARIANTS[1:]
@@ -134,12 +134,7 @@ def _section(cls: type, cfg: Mapping[str, Any], name: str) -> Any:
 def load_study(config: PathLike, cfg_options: Mapping[str, Any] | None = None) -> Study:
     """Read a study config (an archival config plus ``study``, ``tco`` and ``cost`` sections)."""
     p = Path(config)
-    if not p.is_file():
-        raise StudyError(f"{p}: config file not found")
-    try:
-        cfg = Config.fromfile(str(p))
-    except Exception as exc:  # mmengine raises many kinds
-        raise StudyError(f"{p}: cannot read config ({(str(exc).splitlines() or [repr(exc)])[0]})") from None
+    cfg = read_config(p, StudyError)
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
     raw = cfg.to_dict()
