@@ -107,6 +107,8 @@ def runner_config(
         load_from=str(load_from) if load_from is not None else None,
         resume=resume,
     )
+    if not RUNNER_RECIPE.is_file():  # configs/ ships with a source checkout, not inside the package
+        raise FinetuneError(f"{RUNNER_RECIPE}: fine-tuning recipe not found (install from a source checkout)")
     cfg = Config.fromfile(RUNNER_RECIPE)
     cfg.merge_from_dict(job)  # nested dicts merge into the recipe's; None (constant lr) replaces
     return cfg
