@@ -33,7 +33,7 @@ _base_ = ["./tiny_ci.py"]
 # no motion estimation: zero flows, the alignment relies on its learned offsets only (no SPyNet)
 model = dict(generator=dict(flow_estimator="none"))
 finetune = dict(
-    max_iters=30,
+    max_iters=25,
     max_seconds=120.0,
     clip_length=2,
     patch_size=128,
@@ -58,7 +58,7 @@ study = dict(
     base_pretrain=dict(
         video=None,  # set on the command line: study.base_pretrain.video=results/sample_base.mkv
         crf=None,  # the base is trained on that clip's LR encode at codec.crf (23)
-        finetune=dict(max_iters=100, max_seconds=300.0, frozen=("deform_align",)),
+        finetune=dict(max_iters=75, max_seconds=300.0, frozen=("deform_align",)),
     ),
 )
 

@@ -31,7 +31,7 @@ def test_settings_validate_and_describe_a_small_study(tmp_path: Path) -> None:
     assert s.scales == (2,) and s.crfs == (18, 32)
     assert s.variants == ("full", "bicubic", "sr_base", "sr_finetuned") and s.vmaf is True
     assert s.base_pretrain["video"] == str(base_clip)
-    assert s.base_pretrain["finetune"]["max_iters"] == 100
+    assert s.base_pretrain["finetune"]["max_iters"] == 75
     assert study.tco.original_crf == 18 and study.tco.original_crf in s.crfs
     assert (a.codec.scale, a.codec.crf) == (2, 18)
     assert a.model["generator"]["upscale_factor"] == 2
@@ -39,7 +39,7 @@ def test_settings_validate_and_describe_a_small_study(tmp_path: Path) -> None:
     ft = a.finetune
     assert (ft.enabled, ft.max_iters, ft.patch_size, ft.clip_length, ft.lr_schedule) == (
         True,
-        30,
+        25,
         128,
         2,
         "cosine",
@@ -49,7 +49,7 @@ def test_settings_validate_and_describe_a_small_study(tmp_path: Path) -> None:
     assert a.restore.device == "cpu" and a.restore.max_seq_len == 24
     for crf in s.crfs:  # the archive job of every ladder point builds
         point = archival_config(study.cfg, 2, crf, base=tmp_path / "base.pth")
-        assert (point.codec.crf, point.codec.scale, point.finetune.max_iters) == (crf, 2, 30)
+        assert (point.codec.crf, point.codec.scale, point.finetune.max_iters) == (crf, 2, 25)
 
 
 def test_missing_base_clip_is_a_one_line_error(tmp_path: Path) -> None:
