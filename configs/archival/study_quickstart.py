@@ -22,8 +22,8 @@ storage-cost break-even, with ``tiny_ci``'s c8n1 BasicVSR++ x2 without motion es
 * budgets are iteration counts (the same numbers on every machine); ``max_seconds`` only caps a
   very slow machine. ``--threads 1``: with 2 shared cores one torch thread is the fastest.
 
-About 100 CPU-seconds in all (24 frames of 256x144: 3 trainings, 4 SR restores, 8 VMAF runs; see
-the README for the measured time). The numbers say little about real footage (the model is tiny and
+About 80 CPU-seconds in all (24 frames of 256x144: 3 trainings, 4 SR restores, 8 VMAF runs; the
+README gives the measured time). The numbers say little about real footage (the model is tiny and
 barely trained, the clip about a second long, so a per-video model cannot pay for itself);
 ``study_default.py`` is the real study.
 """
