@@ -99,10 +99,7 @@ def write_archive(
             (build / name).write_bytes(data)
             _fsync(build / name)
             members[name] = member_entry(build / name, roles[name])
-        full = dict(manifest)
-        full.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, members=members)
-        full["bytes"] = {"members": sum(m["bytes"] for m in members.values())}
-        data = dump_manifest(full)
+        data = manifest_bytes(manifest, members)
         (build / MANIFEST_NAME).write_bytes(data)  # written last: a directory without it is unfinished
         _fsync(build / MANIFEST_NAME)
         _fsync(build)
@@ -120,6 +117,14 @@ def write_archive(
         shutil.rmtree(build, ignore_errors=True)
         raise
     return out
+
+
+def manifest_bytes(manifest: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """The final manifest of an archive or a store video: format, members (role, bytes, sha256), sizes."""
+    full = dict(manifest)
+    full.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, members=dict(members))
+    full["bytes"] = {"members": sum(m["bytes"] for m in members.values())}
+    return dump_manifest(full)
 
 
 # ------------------------------------------------------------------------------------------ reading

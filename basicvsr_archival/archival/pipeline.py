@@ -177,6 +177,26 @@ def _run_stages(
     return JobResult(out, manifest, work, run)
 
 
+def prepare_video(cfg: ArchivalConfig, src: Path, work: Path) -> JobState:
+    """The per-video stages of a collection (probe, LR encode, decode, audio) in ``work``; resumable.
+
+    Runs in a worker: takes no lock (the collection's driver holds the store's) and returns the state.
+    """
+    state = JobState(work)
+    if state.data.get("source_path", str(src.resolve())) != str(src.resolve()):
+        raise WorkDirMismatchError(f"{work}: belongs to {state.data['source_path']}, not {src}")
+    if state.data.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
+        raise WorkDirMismatchError(f"{work}: was made with different settings")
+    state.data.update(fingerprint=cfg.fingerprint(), config=cfg.to_dict(), source_path=str(src.resolve()))
+    work.mkdir(parents=True, exist_ok=True)
+    run: list[str] = []
+    _stage_probe(state, src, run)
+    _stage_encode(state, cfg, src, work, run)
+    _stage_decode(state, work, run)
+    _stage_audio(state, cfg, src, work, run)
+    return state
+
+
 def _stage_probe(state: JobState, src: Path, run: list[str]) -> None:
     """Probe the source and hash it (once); on resume check that it did not change."""
     st = src.stat()
@@ -343,7 +363,7 @@ def _stage_package(
     timings = {s: round(float(state.stage(s)["seconds"]), 3) for s in STAGES[:-1]}
     manifest = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "basicvsr_archival", "version": _version()},
+        "tool": tool_record(),
         "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
         "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")}
         | {"member": LR_NAME},
@@ -386,11 +406,11 @@ def _reference_init_state(cfg: ArchivalConfig) -> dict[str, Any] | None:
     return state
 
 
-def _version() -> str:
-    """The package version (``basicvsr_archival.__version__``)."""
+def tool_record() -> dict[str, str]:
+    """The manifest's ``tool``: this package's name and version (``basicvsr_archival.__version__``)."""
     import basicvsr_archival
 
-    return str(getattr(basicvsr_archival, "__version__", "unknown"))
+    return {"name": "basicvsr_archival", "version": str(getattr(basicvsr_archival, "__version__", "unknown"))}
 
 
 # ------------------------------------------------------------------------------------------ CLI helper

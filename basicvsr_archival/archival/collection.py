@@ -1,0 +1,289 @@
+"""Archive a collection of videos into a store: one fine-tuned model shared by each content cluster.
+
+Stages (each recorded in the store's catalog, so a killed run continues with ``resume=True``
+without redoing finished videos or clusters):
+
+1. register: every listed video gets an id (its file stem, made unique); a missing one is named
+   and left out, the rest go on;
+2. prepare (engine tasks, CPU): probe, LR encode, decode, audio and the content descriptor of
+   each video (:func:`.collection_tasks.prepare_task`); the driver stores the LR stream and the
+   audio streams as objects;
+3. cluster (driver): at the first run every prepared video is assigned (:func:`.cluster.assign_clusters`,
+   fixed in the catalog with the reason); videos added later go to the nearest cluster or a new one;
+4. train (engine tasks, GPU when the cluster has one): one model per cluster on clips of all its
+   videos (:func:`.collection_tasks.finetune_task`), stored once as a delta against the base model,
+   which is itself an object of the store;
+5. package (driver): each video's manifest (the single-video archive manifest, its members named
+   by their object hashes; no timestamps, timings or paths) becomes an object.
+
+Only this driver writes the catalog and the objects; tasks return records (the catalog keeps each
+task's attempts and worker pid). Work files live in ``STORE/work/`` (needed to resume; a Ray
+cluster needs STORE on a path every node sees).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from basicvsr_archival.utils.ffmpeg import PathLike
+
+from . import store as store_mod
+from .cluster import assign_clusters, nearest_cluster
+from .collection_config import CollectionSettings, load_collection_config
+from .collection_tasks import base_state, finetune_task, prepare_task
+from .container import manifest_bytes
+from .engines import make_engine
+from .job_config import ArchivalConfig, stored_model_config
+from .model_storage import encode_model, read_state_dict
+from .package import ArchiveError
+from .pipeline import LR_NAME, tool_record
+from .restore import restore_backend
+
+BASE_NAME = "base.pth"
+
+
+class CollectionError(ArchiveError):
+    """A collection run cannot start (bad store, changed settings) or finished with failures."""
+
+
+@dataclass
+class CollectionResult:
+    """What a run did: the store, per-video states, the failures (one line each) and the tasks run."""
+
+    store: Path
+    videos: dict[str, str]
+    failed: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True if every listed video is archived."""
+        return not self.failed
+
+
+def archive_collection(
+    config: PathLike | Mapping[str, Any],
+    videos: Sequence[PathLike],
+    store: PathLike,
+    *,
+    labels: Mapping[str, str] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    resume: bool = False,
+    cfg_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> CollectionResult:
+    """Archive ``videos`` into the store at ``store`` following ``config`` (see the module docstring).
+
+    ``labels`` maps a source path (as given) to its label (``cluster.method="label"``). An existing
+    store is refused unless ``resume`` (which continues a run, or adds the listed videos not yet in it).
+    """
+    cfg, settings = load_collection_config(config, cfg_options)
+    root = Path(store)
+    if store_mod.is_store(root) and not resume:
+        raise CollectionError(f"{root}: store exists; pass --resume to continue it or to add videos")
+    result = CollectionResult(root, {})
+    with store_mod.Store.open(root, create=True) as st:
+        _check_settings(st, cfg, settings)
+        with make_engine(engine, ray_address=ray_address, max_retries=settings.max_retries) as eng:
+            ids = _register(st, videos, labels or {}, result)
+            _prepare(st, eng, cfg, settings, ids, result, progress)
+            _assign(st, settings, ids)
+            base = _put_base(st, cfg)
+            _train(st, eng, cfg, settings, base, result, progress)
+            _package(st, cfg, base, ids, result)
+        result.videos = {v["id"]: v["state"] for v in st.videos() if v["id"] in ids}
+    return result
+
+
+def _check_settings(st: store_mod.Store, cfg: ArchivalConfig, settings: CollectionSettings) -> None:
+    """Record the run's settings in a new store; refuse a store made with other settings."""
+    wanted = {"archival_fingerprint": cfg.fingerprint(), "collection": settings.to_dict()}
+    wanted["collection"].pop("max_retries", None)
+    recorded = st.setting("run")
+    if recorded is None:
+        st.set_setting("run", wanted)
+        st.set_setting("config", cfg.to_dict())
+    elif recorded != json.loads(json.dumps(wanted)):
+        raise CollectionError(f"{st.root}: was made with other settings; use another store")
+
+
+def _register(
+    st: store_mod.Store, videos: Sequence[PathLike], labels: Mapping[str, str], result: CollectionResult
+) -> list[str]:
+    """Give every listed video an id (kept across runs); missing files are named in ``result.failed``."""
+    known = {v["source"]: v["id"] for v in st.videos()}
+    ids: list[str] = []
+    for video in videos:
+        src = Path(video)
+        key = str(src.resolve())
+        if key in known:
+            ids.append(known[key])
+            continue
+        if not src.is_file():
+            result.failed[str(src)] = f"{src}: video not found"
+            continue
+        vid = st.unique_video_id(src)
+        st.add_video(vid, source=key, label=labels.get(str(video)), state="registered")
+        known[key] = vid
+        ids.append(vid)
+    return ids
+
+
+def _task_done(st: store_mod.Store, name: str, kind: str, res: Any, engine: str) -> None:
+    """Record a finished (or failed) task with its attempts and worker pid."""
+    st.record_task(
+        name, kind, "failed" if res.error else "done", worker_pid=res.worker_pid, engine=engine,
+        attempts=res.attempts, seconds=res.seconds, error=res.error,
+    )  # fmt: skip
+
+
+def _prepare(st, eng, cfg, settings, ids, result, progress) -> None:
+    """Run the per-video preparation tasks of videos not yet prepared; store their LR and audio objects."""
+    todo = [v for v in st.videos() if v["id"] in ids and v["state"] in ("registered", "failed")]
+    jobs = {v["id"]: (cfg, v["source"], str(st.work_dir("videos", v["id"])), settings.threads) for v in todo}
+    for res in eng.map(prepare_task, jobs, kind="cpu", desc="prepare", progress=progress):
+        _task_done(st, f"prepare:{res.key}", "prepare", res, eng.name)
+        result.ran.append(f"prepare:{res.key}")
+        if res.error:
+            st.update_video(res.key, state="failed", error=res.error)
+            result.failed[res.key] = res.error
+            continue
+        rec = res.value
+        lr_sha = st.put_file(rec["lr"], "lr")
+        for s in rec["audio"]["streams"]:
+            s["object"] = st.put_file(Path(rec["lr"]).parent / s["member"], "audio")
+        info = {k: rec[k] for k in ("probe", "encode_lr", "audio", "decoded", "lr")} | {"lr_object": lr_sha}
+        info["descriptor"] = rec["descriptor"]
+        st.update_video(res.key, state="prepared", info=info, error=None)
+
+
+def _assign(st: store_mod.Store, settings: CollectionSettings, ids: Iterable[str]) -> None:
+    """Fix the cluster of every prepared video without one (first run: all; later: nearest or new)."""
+    assigned = {a["video_id"] for a in st.assignments()}
+    new = {v["id"]: v for v in st.videos() if v["state"] == "prepared" and v["id"] not in assigned}
+    if not new:
+        return
+    descriptors = {vid: v["info"]["descriptor"] for vid, v in new.items()}
+    if not assigned:
+        labels = {vid: v["label"] for vid, v in new.items()}
+        assignments, model_state = assign_clusters(descriptors, settings.cluster, labels)
+        st.set_setting("cluster_state", model_state)
+    else:
+        model_state = st.setting("cluster_state")
+        assignments = [
+            nearest_cluster(vid, d, model_state, settings.cluster) for vid, d in descriptors.items()
+        ]
+        st.set_setting("cluster_state", model_state)
+    for a in assignments:
+        if st.cluster(a.cluster_id) is None:
+            st.add_cluster(a.cluster_id, method=settings.cluster.method, state="new")
+        st.set_assignment(a.video_id, a.cluster_id, descriptor=descriptors[a.video_id], distance=a.distance,
+                          reason=a.reason)  # fmt: skip
+        st.update_video(a.video_id, cluster_id=a.cluster_id)
+
+
+def _put_base(st: store_mod.Store, cfg: ArchivalConfig) -> dict[str, Any]:
+    """Store the base model (checkpoint file, or the seeded initialisation) once; its manifest record."""
+    recorded = st.setting("base_model")
+    if recorded is not None:
+        return recorded
+    buf = io.BytesIO()
+    torch.save({"state_dict": base_state(cfg)}, buf)
+    data = buf.getvalue()
+    record = {"name": BASE_NAME, "sha256": st.put_bytes(data, "base_model"), "bytes": len(data)}
+    st.set_setting("base_model", record)
+    return record
+
+
+def _train(st, eng, cfg, settings, base, result, progress) -> None:
+    """Fine-tune every cluster without a model (one task each) and store each model once, as a delta."""
+    members: dict[str, list[dict[str, Any]]] = {}
+    for v in st.videos():
+        if v.get("cluster_id") and v["state"] == "prepared":
+            members.setdefault(v["cluster_id"], []).append(v)
+    todo = [c for c in st.clusters() if c["state"] != "trained" and members.get(c["id"])]
+    jobs = {}
+    for c in todo:
+        vids = sorted(members[c["id"]], key=lambda v: v["id"])
+        pairs = [(v["info"]["decoded"], v["source"]) for v in vids]
+        iters = settings.iterations(len(pairs))
+        jobs[c["id"]] = (cfg, pairs, str(st.work_dir("clusters", c["id"])), iters, settings.threads,
+                         settings.max_seconds)  # fmt: skip
+    base_weights = read_state_dict(st.object_path(base["sha256"])) if jobs else None
+    for res in eng.map(finetune_task, jobs, kind="gpu", desc="fine-tune", progress=progress):
+        _task_done(st, f"finetune:{res.key}", "finetune", res, eng.name)
+        result.ran.append(f"finetune:{res.key}")
+        if res.error:
+            st.update_cluster(res.key, state="failed", error=res.error)
+            for v in members[res.key]:
+                result.failed[v["id"]] = f"cluster {res.key}: {res.error}"
+            continue
+        state = read_state_dict(res.value["checkpoint"])
+        data, summary = encode_model(state, cfg.storage, base_weights, base["sha256"])
+        sha = st.put_bytes(data, "model")
+        st.update_cluster(res.key, state="trained", model_sha=sha, storage=summary,
+                          stats=res.value["stats"], video_count=len(members[res.key]))  # fmt: skip
+
+
+def _package(st, cfg: ArchivalConfig, base: Mapping[str, Any], ids: Iterable[str], result) -> None:
+    """Write the manifest object of every prepared video whose cluster has its model."""
+    clusters = {c["id"]: c for c in st.clusters()}
+    for v in st.videos():
+        cluster = clusters.get(v.get("cluster_id"))
+        if v["state"] != "prepared" or cluster is None or cluster["state"] != "trained":
+            continue
+        manifest, members = _manifest(v, cluster, cfg, base)
+        for m in members.values():
+            m["bytes"] = st.object_path(m["sha256"]).stat().st_size
+        data = manifest_bytes(manifest, members)
+        sha = st.put_bytes(data, "manifest")
+        st.update_video(v["id"], state="archived", manifest_sha=sha, bytes=len(data))
+        result.ran.append(f"package:{v['id']}")
+
+
+def _manifest(
+    video: Mapping[str, Any], cluster: Mapping[str, Any], cfg: ArchivalConfig, base: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A video's archive manifest (no timestamps, timings or paths) and its members (name -> entry)."""
+    info, src = video["info"], Path(video["source"])
+    enc, probe = info["encode_lr"], info["probe"]
+    command = enc["command"].replace(str(src), src.name).replace(info["lr"], LR_NAME)
+    model_member = cfg.storage.member_name
+    manifest = {
+        "tool": tool_record(),
+        "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
+        "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt")}
+        | {"command": command, "member": LR_NAME},
+        "model": {
+            "member": model_member,
+            "config": stored_model_config(cfg.model),
+            "storage": cluster["storage"],
+            "base_checkpoint": dict(base),
+            "base_allow_extra_keys": cfg.base_allow_extra_keys,
+            "cluster": cluster["id"],
+        },
+        "settings": cfg.to_dict(),
+        "restore_backend": restore_backend(),
+        "finetune": {
+            "cluster": cluster["id"],
+            "videos": cluster["video_count"],
+            "iterations": cluster["stats"].get("iterations"),
+        },
+    }
+    streams = [
+        {k: v for k, v in s.items() if k not in ("file_bytes", "object")} for s in info["audio"]["streams"]
+    ]
+    manifest["audio"] = {"dropped": info["audio"]["dropped"], "streams": streams}
+    members = {LR_NAME: {"role": "lr_bitstream", "sha256": info["lr_object"]}}
+    members[model_member] = {"role": "model", "sha256": cluster["model_sha"]}
+    for s in info["audio"]["streams"]:
+        members[s["member"]] = {"role": "audio", "sha256": s["object"]}
+    return manifest, members
