@@ -7,7 +7,6 @@ a store in use) get their own small stores.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
