@@ -35,14 +35,13 @@ import torch
 from basicvsr_archival.utils.ffmpeg import PathLike
 
 from . import store as store_mod
-from .cluster import assign_clusters, nearest_cluster
+from .cluster import add_to_state, assign_clusters, cluster_state
 from .collection_config import CollectionSettings, load_collection_config
 from .collection_tasks import base_state, finetune_task, prepare_task
-from .container import manifest_bytes
 from .engines import make_engine
 from .job_config import ArchivalConfig, stored_model_config
 from .model_storage import encode_model, read_state_dict
-from .package import ArchiveError
+from .package import ArchiveError, build_manifest
 from .pipeline import LR_NAME, tool_record
 from .restore import restore_backend
 
@@ -95,10 +94,10 @@ def archive_collection(
         with make_engine(engine, ray_address=ray_address, max_retries=settings.max_retries) as eng:
             ids = _register(st, videos, labels or {}, result)
             _prepare(st, eng, cfg, settings, ids, result, progress)
-            _assign(st, settings, ids)
+            _assign(st, settings)
             base = _put_base(st, cfg)
             _train(st, eng, cfg, settings, base, result, progress)
-            _package(st, cfg, base, ids, result)
+            _package(st, cfg, base, result)
         result.videos = {v["id"]: v["state"] for v in st.videos() if v["id"] in ids}
     return result
 
@@ -153,7 +152,7 @@ def _prepare(st, eng, cfg, settings, ids, result, progress) -> None:
         _task_done(st, f"prepare:{res.key}", "prepare", res, eng.name)
         result.ran.append(f"prepare:{res.key}")
         if res.error:
-            st.update_video(res.key, state="failed", error=res.error)
+            st.update_video(res.key, state="failed")
             result.failed[res.key] = res.error
             continue
         rec = res.value
@@ -162,29 +161,27 @@ def _prepare(st, eng, cfg, settings, ids, result, progress) -> None:
             s["object"] = st.put_file(Path(rec["lr"]).parent / s["member"], "audio")
         info = {k: rec[k] for k in ("probe", "encode_lr", "audio", "decoded", "lr")} | {"lr_object": lr_sha}
         info["descriptor"] = rec["descriptor"]
-        st.update_video(res.key, state="prepared", info=info, error=None)
+        st.update_video(res.key, state="prepared", info=info, source_sha256=rec["probe"]["sha256"])
 
 
-def _assign(st: store_mod.Store, settings: CollectionSettings, ids: Iterable[str]) -> None:
+def _assign(st: store_mod.Store, settings: CollectionSettings) -> None:
     """Fix the cluster of every prepared video without one (first run: all; later: nearest or new)."""
     assigned = {a["video_id"] for a in st.assignments()}
     new = {v["id"]: v for v in st.videos() if v["state"] == "prepared" and v["id"] not in assigned}
     if not new:
         return
     descriptors = {vid: v["info"]["descriptor"] for vid, v in new.items()}
-    if not assigned:
-        labels = {vid: v["label"] for vid, v in new.items()}
-        assignments, model_state = assign_clusters(descriptors, settings.cluster, labels)
-        st.set_setting("cluster_state", model_state)
+    labels = {vid: v["label"] for vid, v in new.items() if v["label"] is not None}
+    state = st.setting("cluster_state")
+    if state is None:
+        assignments = assign_clusters(descriptors, settings.cluster, labels)
+        state = cluster_state(descriptors, assignments, settings.cluster, labels)
     else:
-        model_state = st.setting("cluster_state")
-        assignments = [
-            nearest_cluster(vid, d, model_state, settings.cluster) for vid, d in descriptors.items()
-        ]
-        st.set_setting("cluster_state", model_state)
+        assignments = [add_to_state(state, vid, d, labels.get(vid)) for vid, d in sorted(descriptors.items())]
+    st.set_setting("cluster_state", state)
     for a in assignments:
         if st.cluster(a.cluster_id) is None:
-            st.add_cluster(a.cluster_id, method=settings.cluster.method, state="new")
+            st.add_cluster(a.cluster_id, method=settings.cluster.method, state="pending")
         st.set_assignment(a.video_id, a.cluster_id, descriptor=descriptors[a.video_id], distance=a.distance,
                           reason=a.reason)  # fmt: skip
         st.update_video(a.video_id, cluster_id=a.cluster_id)
@@ -192,14 +189,15 @@ def _assign(st: store_mod.Store, settings: CollectionSettings, ids: Iterable[str
 
 def _put_base(st: store_mod.Store, cfg: ArchivalConfig) -> dict[str, Any]:
     """Store the base model (checkpoint file, or the seeded initialisation) once; its manifest record."""
-    recorded = st.setting("base_model")
+    recorded = st.setting("base_record")
     if recorded is not None:
         return recorded
     buf = io.BytesIO()
     torch.save({"state_dict": base_state(cfg)}, buf)
     data = buf.getvalue()
     record = {"name": BASE_NAME, "sha256": st.put_bytes(data, "base_model"), "bytes": len(data)}
-    st.set_setting("base_model", record)
+    st.set_setting("base_model", record["sha256"])
+    st.set_setting("base_record", record)
     return record
 
 
@@ -207,13 +205,13 @@ def _train(st, eng, cfg, settings, base, result, progress) -> None:
     """Fine-tune every cluster without a model (one task each) and store each model once, as a delta."""
     members: dict[str, list[dict[str, Any]]] = {}
     for v in st.videos():
-        if v.get("cluster_id") and v["state"] == "prepared":
+        if v["cluster_id"] and v["state"] == "prepared":
             members.setdefault(v["cluster_id"], []).append(v)
-    todo = [c for c in st.clusters() if c["state"] != "trained" and members.get(c["id"])]
     jobs = {}
-    for c in todo:
-        vids = sorted(members[c["id"]], key=lambda v: v["id"])
-        pairs = [(v["info"]["decoded"], v["source"]) for v in vids]
+    for c in st.clusters():
+        if c["state"] == "done" or not members.get(c["id"]):
+            continue
+        pairs = [(v["info"]["decoded"], v["source"]) for v in members[c["id"]]]
         iters = settings.iterations(len(pairs))
         jobs[c["id"]] = (cfg, pairs, str(st.work_dir("clusters", c["id"])), iters, settings.threads,
                          settings.max_seconds)  # fmt: skip
@@ -222,30 +220,30 @@ def _train(st, eng, cfg, settings, base, result, progress) -> None:
         _task_done(st, f"finetune:{res.key}", "finetune", res, eng.name)
         result.ran.append(f"finetune:{res.key}")
         if res.error:
-            st.update_cluster(res.key, state="failed", error=res.error)
+            st.update_cluster(res.key, state="failed")
             for v in members[res.key]:
                 result.failed[v["id"]] = f"cluster {res.key}: {res.error}"
             continue
         state = read_state_dict(res.value["checkpoint"])
         data, summary = encode_model(state, cfg.storage, base_weights, base["sha256"])
         sha = st.put_bytes(data, "model")
-        st.update_cluster(res.key, state="trained", model_sha=sha, storage=summary,
-                          stats=res.value["stats"], video_count=len(members[res.key]))  # fmt: skip
+        info = {"iterations": jobs[res.key][3], "storage": summary, "finetune": res.value["stats"]}
+        st.update_cluster(res.key, state="done", model_sha=sha, settings=info)
 
 
-def _package(st, cfg: ArchivalConfig, base: Mapping[str, Any], ids: Iterable[str], result) -> None:
+def _package(st: store_mod.Store, cfg: ArchivalConfig, base: Mapping[str, Any], result) -> None:
     """Write the manifest object of every prepared video whose cluster has its model."""
     clusters = {c["id"]: c for c in st.clusters()}
     for v in st.videos():
-        cluster = clusters.get(v.get("cluster_id"))
-        if v["state"] != "prepared" or cluster is None or cluster["state"] != "trained":
+        cluster = clusters.get(v["cluster_id"])
+        if v["state"] != "prepared" or cluster is None or cluster["state"] != "done":
             continue
         manifest, members = _manifest(v, cluster, cfg, base)
         for m in members.values():
             m["bytes"] = st.object_path(m["sha256"]).stat().st_size
-        data = manifest_bytes(manifest, members)
+        data = build_manifest(manifest, members)
         sha = st.put_bytes(data, "manifest")
-        st.update_video(v["id"], state="archived", manifest_sha=sha, bytes=len(data))
+        st.update_video(v["id"], state="done", manifest_sha=sha)
         result.ran.append(f"package:{v['id']}")
 
 
@@ -255,8 +253,9 @@ def _manifest(
     """A video's archive manifest (no timestamps, timings or paths) and its members (name -> entry)."""
     info, src = video["info"], Path(video["source"])
     enc, probe = info["encode_lr"], info["probe"]
-    command = enc["command"].replace(str(src), src.name).replace(info["lr"], LR_NAME)
+    command = enc["command"].replace(info["lr"], LR_NAME).replace(str(src), src.name)
     model_member = cfg.storage.member_name
+    trained = cluster["settings"]
     manifest = {
         "tool": tool_record(),
         "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
@@ -265,18 +264,13 @@ def _manifest(
         "model": {
             "member": model_member,
             "config": stored_model_config(cfg.model),
-            "storage": cluster["storage"],
+            "storage": trained["storage"],
             "base_checkpoint": dict(base),
             "base_allow_extra_keys": cfg.base_allow_extra_keys,
-            "cluster": cluster["id"],
         },
         "settings": cfg.to_dict(),
         "restore_backend": restore_backend(),
-        "finetune": {
-            "cluster": cluster["id"],
-            "videos": cluster["video_count"],
-            "iterations": cluster["stats"].get("iterations"),
-        },
+        "finetune": {"cluster": cluster["id"], "iterations": trained["iterations"]},
     }
     streams = [
         {k: v for k, v in s.items() if k not in ("file_bytes", "object")} for s in info["audio"]["streams"]
