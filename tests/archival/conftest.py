@@ -77,3 +77,14 @@ def collection_segments(shared_dir: Path, repo_root: Path, tmp_path_factory) -> 
                 CollectionSegment(seg_id, src.stem, path, lr, start, SEGMENT_FRAMES, info.has_audio)
             )
     return segments
+
+
+@pytest.fixture(scope="session")
+def tiny_feature_model():
+    """A tiny c8n1 x2 BasicVSR++ generator (no flow estimator) with seeded random weights, in eval mode."""
+    import torch
+
+    from basicvsr_archival.models.basicvsr_plusplus import BasicVSRPlusPlus
+
+    torch.manual_seed(0)
+    return BasicVSRPlusPlus(mid_channels=8, num_blocks=1, upscale_factor=2, flow_estimator="none").eval()
