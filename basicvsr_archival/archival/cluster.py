@@ -333,6 +333,13 @@ def assign_clusters(
     return out
 
 
+def _half_smallest_gap(clusters: Sequence[Mapping[str, Any]]) -> float:
+    """Half the smallest distance between two cluster centroids (0 with fewer than two clusters)."""
+    cents = np.array([c["centroid"] for c in clusters])
+    gaps = [np.linalg.norm(cents[i] - cents[j]) for i in range(len(cents)) for j in range(i + 1, len(cents))]
+    return float(min(gaps)) / 2 if gaps else 0.0
+
+
 def cluster_state(
     descriptors: Mapping[str, Mapping[str, Any]],
     assignments: Sequence[Assignment],
@@ -341,8 +348,9 @@ def cluster_state(
 ) -> dict[str, Any]:
     """JSON state for adding videos later: settings, scaling, centroids, members, distance threshold.
 
-    The threshold is ``settings.max_distance`` if set, else the largest member-to-centroid distance
-    of the first clustering: a new video farther than that from every centroid starts a new cluster.
+    The threshold is ``settings.max_distance`` if set, else the larger of the largest member-to-centroid
+    distance of the first clustering and half the smallest distance between two centroids: a new
+    video farther than that from every centroid is new content and starts a cluster of its own.
     """
     ids, points, scaling = _scaled_points(descriptors, settings)
     index = {vid: i for i, vid in enumerate(ids)}
@@ -359,7 +367,7 @@ def cluster_state(
         )
     threshold = settings.max_distance
     if threshold is None:
-        threshold = max((a.distance for a in assignments), default=0.0)
+        threshold = max([a.distance for a in assignments] + [_half_smallest_gap(state_clusters)])
     return {
         "version": STATE_VERSION,
         "settings": settings.to_dict(),
