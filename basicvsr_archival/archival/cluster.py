@@ -200,11 +200,12 @@ def _lloyd(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, float]:
     for _ in range(MAX_ITER):
         d2 = ((points[:, None, :] - centres[None]) ** 2).sum(-1)
         new = d2.argmin(axis=1)
+        fit = d2[np.arange(len(points)), new]  # each point's squared distance to its centre
         for j in range(len(centres)):
             if not (new == j).any():
-                worst = int(d2[np.arange(len(points)), new].argmax())
-                if d2[worst, new[worst]] > 0 and (new == new[worst]).sum() > 1:
-                    new[worst] = j
+                worst = int(fit.argmax())
+                if fit[worst] > 0 and (new == new[worst]).sum() > 1:
+                    new[worst], fit[worst] = j, 0.0
         if np.array_equal(new, labels):
             break
         labels = new

@@ -132,7 +132,12 @@ def read_sampled_frames(lr_video: PathLike, max_frames: int) -> list[tuple[int, 
     path = Path(lr_video)
     try:
         wanted = set(sample_indices(probe_video(path).num_frames, max_frames))
-        frames = [(i, f) for i, f in enumerate(decode_frames(path)) if i in wanted]
+        frames = []
+        for i, frame in enumerate(decode_frames(path)):
+            if i in wanted:
+                frames.append((i, frame))
+            if i >= max(wanted, default=-1):
+                break
     except MediaError as exc:
         raise DescriptorError(f"{path}: cannot read frames for descriptors ({exc})") from None
     if not frames:

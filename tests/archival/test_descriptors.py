@@ -148,3 +148,4 @@ def test_real_segment_descriptors_are_deterministic(collection_segments, tiny_fe
     assert one["frames"] == list(range(14))
     assert len(one["vector"]) == 24
     assert 50 < one["si"] < 200 and one["ti"] > 0
+    assert compute_descriptors(seg.lr, max_frames=4)["frames"] == [0, 1, 12, 13]
