@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicvsr_archival.apis.inference import InferenceError, PathLike
+from basicvsr_archival.errors import first_line
 from basicvsr_archival.models.backends import apply_backend
 from basicvsr_archival.models.basicvsr_plusplus import BasicVSRPlusPlus
 from basicvsr_archival.models.ops import ModulatedDeformConv2d
@@ -367,7 +368,7 @@ def export_onnx(
         except OnnxExportError:
             raise
         except Exception as exc:
-            raise OnnxExportError(f"{out}: ONNX export failed ({_first_line(exc)})") from exc
+            raise OnnxExportError(f"{out}: ONNX export failed ({first_line(exc, with_type=True)})") from exc
         size = tmp.stat().st_size
         max_diff = None
         if verify_frames is not None:
@@ -392,12 +393,6 @@ def _umask() -> int:
     mask = os.umask(0o22)
     os.umask(mask)
     return mask
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception message, prefixed with its type."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------- running
@@ -426,7 +421,9 @@ def onnx_session(path: PathLike):  # -> onnxruntime.InferenceSession (optional d
     try:
         return ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise OnnxExportError(f"{p}: onnxruntime cannot load it ({_first_line(exc)})") from None
+        raise OnnxExportError(
+            f"{p}: onnxruntime cannot load it ({first_line(exc, with_type=True)})"
+        ) from None
 
 
 def onnx_input_spec(session) -> OnnxInputSpec:

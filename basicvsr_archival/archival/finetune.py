@@ -42,6 +42,7 @@ from mmengine.hooks import Hook
 from tqdm import tqdm
 
 from basicvsr_archival.engine.checkpoint import resume_checkpoint
+from basicvsr_archival.models.builder import build_restorer
 from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
 
 from .model_storage import (
@@ -149,16 +150,6 @@ class FinetuneResult:
 
 
 # ------------------------------------------------------------------------------------------ model set-up
-def build_restorer(model_cfg: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:
-    """Build the restorer of ``model_cfg`` with a seeded initialisation (global RNG state untouched)."""
-    import basicvsr_archival.models  # noqa: F401  (registers the networks)
-    from basicvsr_archival.registry import MODELS
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MODELS.build(dict(model_cfg))
-
-
 def check_base_fits(
     model_state: Mapping[str, torch.Tensor],
     base_state: Mapping[str, torch.Tensor],
@@ -217,7 +208,7 @@ def initial_state(
     model_cfg: Mapping[str, Any], base_checkpoint: PathLike | None, allow_extra_keys: bool, seed: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Start weights: the base checkpoint's tensors for the model's keys, or a seeded random init."""
-    model = build_restorer(model_cfg, seed)
+    model = build_restorer(model_cfg, seed=seed)
     state = model.state_dict()
     if base_checkpoint is None:
         info: dict[str, Any] = {"from": "scratch", "seed": seed}
@@ -530,9 +521,7 @@ def runner_config(
 # ------------------------------------------------------------------------------------------ evaluation
 def _model_with(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     """Restorer of ``model_cfg`` holding ``state`` (strict), in eval mode on the CPU."""
-    model = build_restorer(model_cfg)
-    model.load_state_dict(dict(state), strict=True)
-    return model.eval()
+    return build_restorer(model_cfg, state).eval()
 
 
 # ------------------------------------------------------------------------------------------ main entry

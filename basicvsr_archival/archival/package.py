@@ -38,6 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from basicvsr_archival.errors import (
+    ArchiveCorruptError,
+    ArchiveError,
+    ArchiveExistsError,
+    ArchiveFormatError,
+    BaseCheckpointError,
+)
 from basicvsr_archival.utils import env
 
 PathLike = str | os.PathLike
@@ -48,26 +55,6 @@ SUPPORTED_VERSIONS = (1,)
 MANIFEST_NAME = "manifest.json"
 _CHUNK = 1 << 20
 ENV_CHKPTS = "BASICVSR_ARCHIVAL_CHKPTS"  # extra folders searched for base checkpoints (os.pathsep list)
-
-
-class ArchiveError(Exception):
-    """Base class of archive errors; the message is one line naming the file and the problem."""
-
-
-class ArchiveFormatError(ArchiveError):
-    """Not an archive of this format, or a format version this code cannot read."""
-
-
-class ArchiveCorruptError(ArchiveError):
-    """A member is missing, truncated or does not match its recorded SHA-256."""
-
-
-class ArchiveExistsError(ArchiveError):
-    """The output archive already exists (archives are never overwritten)."""
-
-
-class BaseCheckpointError(ArchiveError):
-    """The base checkpoint of a delta model is missing, unreadable or has another SHA-256."""
 
 
 # ------------------------------------------------------------------------------------------ hashing

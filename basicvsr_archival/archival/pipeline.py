@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
-from basicvsr_archival.utils import env
+from basicvsr_archival.errors import first_line
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
 from basicvsr_archival.utils.frame_times import frame_times
@@ -142,7 +142,7 @@ def load_archival_config(
         try:
             cfg = Config.fromfile(str(p))
         except Exception as exc:  # mmengine raises many kinds
-            raise ConfigError(f"{p}: cannot read config ({_first_line(exc)})") from None
+            raise ConfigError(f"{p}: cannot read config ({first_line(exc)})") from None
         name = p.stem
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
@@ -156,7 +156,7 @@ def load_archival_config(
         storage = StorageSettings.from_dict(dict(cfg.get("storage") or {}))
         restore = RestoreSettings.from_dict(dict(cfg.get("restore") or {}))
     except (ArchiveError, codec_mod.CodecError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {_first_line(exc)}") from None
+        raise ConfigError(f"{where}: {first_line(exc)}") from None
     model = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
     gen = model.get("generator") or {}
     factor = int(gen.get("upscale_factor", 4))
@@ -194,17 +194,6 @@ def stored_model_config(model: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("generator"), dict):
         out["generator"]["spynet_pretrained"] = None
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-def _notes(exc: BaseException) -> str:
-    """The exception's notes (``add_note``) as ``"; note"`` suffixes of its one-line message."""
-    return "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -618,33 +607,3 @@ def _version() -> str:
     import basicvsr_archival
 
     return str(getattr(basicvsr_archival, "__version__", "unknown"))
-
-
-# ------------------------------------------------------------------------------------------ CLI helper
-def run_cli(main: Any, argv: list[str] | None = None) -> int:
-    """Run ``main(argv)`` for a tool: known errors become one ``error: ...`` line on stderr and exit 1.
-
-    Set ``BASICVSR_DEBUG=1`` to get tracebacks instead.
-    """
-    import sys
-
-    from basicvsr_archival.apis.inference import InferenceError
-    from basicvsr_archival.utils.ffmpeg import MediaError
-
-    if env.read("BASICVSR_DEBUG"):
-        return int(main(argv) or 0)
-    try:
-        return int(main(argv) or 0)
-    except KeyboardInterrupt:
-        print("error: interrupted (re-run with --resume to continue where it stopped)", file=sys.stderr)
-        return 130
-    except (ArchiveError, MediaError, InferenceError, OSError) as exc:
-        print(f"error: {_first_line(exc)}{_notes(exc)}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a CLI shows one line, not a traceback
-        msg = (
-            f"error: unexpected {type(exc).__name__}: {_first_line(exc)}{_notes(exc)} "
-            "(BASICVSR_DEBUG=1 shows a traceback)"
-        )
-        print(msg, file=sys.stderr)
-        return 1

@@ -24,6 +24,7 @@ from typing import IO, Any
 import av
 import numpy as np
 
+from basicvsr_archival.errors import FFmpegError, MediaError, VideoInputError
 from basicvsr_archival.utils import env
 
 PathLike = str | os.PathLike
@@ -35,23 +36,6 @@ _RANGE_NAMES = {0: "unknown", 1: "tv", 2: "pc"}
 _STDERR_TAIL_LINES = 6
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once so published files get normal permissions
-
-
-class MediaError(Exception):
-    """Base class of every error raised by the media helpers."""
-
-
-class VideoInputError(MediaError, ValueError):
-    """An input file is missing, unreadable or not a video."""
-
-
-class FFmpegError(MediaError, RuntimeError):
-    """An ffmpeg process failed; ``cmd`` and ``stderr`` hold the details."""
-
-    def __init__(self, message: str, cmd: Sequence[str] = (), stderr: str = "") -> None:
-        super().__init__(message)
-        self.cmd = list(cmd)
-        self.stderr = stderr
 
 
 def ffmpeg_exe() -> str:
