@@ -48,7 +48,8 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] 
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or bool(env.read("BASICVSR_DEBUG"))
     try:
-        return int(main(args) or 0)
+        code = main(args)
+        return code if isinstance(code, int) else 0  # tools/test.py returns its metrics
     except KeyboardInterrupt:
         if debug:
             raise

@@ -14,8 +14,9 @@ import torch
 
 from basicvsr_archival.archival import model_storage, package
 from basicvsr_archival.archival.finetune import initial_state
-from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
+from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job
 from basicvsr_archival.archival.restore import RestoreError, RestoreSettings, decoded_frames, restore_archive
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video, probe_video
 
 REPO = Path(__file__).resolve().parents[2]

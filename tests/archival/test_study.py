@@ -25,8 +25,8 @@ import pytest
 
 from basicvsr_archival.archival import package
 from basicvsr_archival.archival.cost import ArchiveScenario, CostModel
-from basicvsr_archival.archival.pipeline import run_cli
 from basicvsr_archival.archival.study import bd_rate, charged_bytes, load_study, tco_curves
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video
 
 REPO = Path(__file__).resolve().parents[2]
