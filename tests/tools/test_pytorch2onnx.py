@@ -36,10 +36,8 @@ T = 2
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("pytorch2onnx", REPO_ROOT / "tools" / "pytorch2onnx.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The tool's module (``tools/pytorch2onnx.py`` runs its ``main``)."""
+    return importlib.import_module("basicvsr_archival.tools.pytorch2onnx")
 
 
 @pytest.fixture(autouse=True, scope="module")
