@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import re
-import tempfile
 import time
 import types
 import warnings
@@ -47,6 +45,7 @@ from basicvsr_archival.models.backends import apply_backend
 from basicvsr_archival.models.basicvsr_plusplus import BasicVSRPlusPlus
 from basicvsr_archival.models.ops import ModulatedDeformConv2d
 from basicvsr_archival.models.spynet import SPyNet
+from basicvsr_archival.utils.atomic import atomic_path
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = 18
@@ -358,11 +357,8 @@ def export_onnx(
         )
         _check_input(spec, verify_frames, f"{out} (verification frames)")
     example = torch.rand(batch_size, num_frames, 3, height, width, generator=torch.Generator().manual_seed(0))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     start = time.perf_counter()
-    try:
+    with atomic_path(out) as tmp:
         try:
             _export_to_file(wrapper, example, tmp, dynamic_hw, opset, exporter, optimize)
         except OnnxExportError:
@@ -378,21 +374,10 @@ def export_onnx(
                     f"{out}: onnxruntime's output differs from PyTorch's by {max_diff:.3g} > {tolerance:g} "
                     "on the verification frames: not written"
                 )
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; publish like any new file
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     return OnnxExportResult(
         out, num_frames, height, width, dynamic_hw, opset, exporter, size, seconds, max_diff
     )
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------------------- running

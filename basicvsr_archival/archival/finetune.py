@@ -26,7 +26,6 @@ import importlib
 import json
 import logging
 import math
-import os
 import re
 import secrets
 import time
@@ -43,6 +42,7 @@ from tqdm import tqdm
 
 from basicvsr_archival.engine.checkpoint import resume_checkpoint
 from basicvsr_archival.models.builder import build_restorer
+from basicvsr_archival.utils.atomic import atomic_path, atomic_write_json
 from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
 
 from .model_storage import (
@@ -223,22 +223,13 @@ def initial_state(
 
 def _save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_json(path, obj, default=str)
 
 
 # ------------------------------------------------------------------------------------------ hook

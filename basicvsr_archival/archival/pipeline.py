@@ -22,7 +22,6 @@ import contextlib
 import datetime
 import hashlib
 import json
-import os
 import secrets
 import shutil
 import time
@@ -35,6 +34,7 @@ import torch
 from mmengine.config import Config
 
 from basicvsr_archival.errors import first_line
+from basicvsr_archival.utils.atomic import atomic_write_json
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
 from basicvsr_archival.utils.frame_times import frame_times
@@ -234,10 +234,7 @@ class JobState:
 
     def save(self) -> None:
         """Write the state atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{STATE_NAME}.tmp-{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps(to_jsonable(self.data), indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, to_jsonable(self.data))
 
 
 @dataclass

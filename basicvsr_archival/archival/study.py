@@ -47,6 +47,7 @@ from mmengine.config import Config
 from scipy.interpolate import PchipInterpolator
 from tqdm import tqdm
 
+from basicvsr_archival.utils.atomic import atomic_write_json
 from basicvsr_archival.utils.ffmpeg import (
     PathLike,
     chroma_subsampling,
@@ -287,13 +288,7 @@ def bd_rate(
 # ------------------------------------------------------------------------------------------ small helpers
 def write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON to a temporary file beside ``path`` and ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(json.dumps(to_jsonable(obj), indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_json(path, to_jsonable(obj))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from basicvsr_archival.errors import FFmpegError, MediaError, VideoInputError
 from basicvsr_archival.utils import env
+from basicvsr_archival.utils.atomic import atomic_path
 
 PathLike = str | os.PathLike
 FpsLike = Fraction | int | float | str
@@ -34,8 +35,6 @@ ENV_FFMPEG = "BASICVSR_FFMPEG"
 # PyAV exposes colour metadata as ffmpeg's AVColorRange integers.
 _RANGE_NAMES = {0: "unknown", 1: "tv", 2: "pc"}
 _STDERR_TAIL_LINES = 6
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process umask once so published files get normal permissions
 
 
 def ffmpeg_exe() -> str:
@@ -122,17 +121,8 @@ def atomic_output(
     check_not_input(out, forbid)
     if not overwrite and out.exists():
         raise MediaError(f"{out}: output exists and overwrite=False")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out) as tmp:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

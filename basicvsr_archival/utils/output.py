@@ -27,6 +27,7 @@ import numpy as np
 
 from basicvsr_archival.errors import FrameWriteError, OutputExistsError, OutputIsInputError, OutputPathError
 
+from .atomic import UMASK
 from .ffmpeg import PathLike
 
 # Containers the restoring tools write, and the encoders each takes (checked with this project's
@@ -39,8 +40,6 @@ VIDEO_CONTAINERS: dict[str, tuple[str, ...]] = {
     ".avi": ("libx264", "libx264rgb"),
 }
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # the process umask, read once: created folders get normal permissions
 
 
 def _suffixes() -> str:
@@ -155,7 +154,7 @@ def make_temp_dir(output: PathLike) -> Path:
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700: a published frame folder must be readable
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700: a published frame folder must be readable
     return tmp
 
 
