@@ -232,8 +232,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit code (0 ok, 1 error, 2 bad arguments via argparse)."""
-    return run_cli(lambda args: run(parse_args(args)), argv)
+    """Parse the arguments and run; errors raise (``run_cli`` makes them one line, exit code 1)."""
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
