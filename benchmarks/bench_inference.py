@@ -65,7 +65,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEMO_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "reds_demo_000"
 REPO = Path(__file__).resolve().parents[1]
 COMPARE_WORKER = Path(__file__).resolve().with_name("bench_compare_worker.py")
-BASE_CONFIG = Path("configs") / "_base_" / "basicvsr_plusplus_c64n7.py"
+BASE_CONFIG = Path("configs") / "_base_" / "models" / "basicvsr_plusplus_c64n7.py"
+OLD_BASE_CONFIG = Path("configs") / "_base_" / "basicvsr_plusplus_c64n7.py"  # trees before the layering
 
 
 def sync(device: torch.device) -> None:
@@ -338,7 +339,8 @@ class CompareVariant:
 
     def start(self, args: argparse.Namespace, state: Path, clip: Path) -> None:
         """Start the worker and wait until its model is built and warm (or it says it is unavailable)."""
-        argv = [sys.executable, str(COMPARE_WORKER), "--config", str(self.tree / BASE_CONFIG)]
+        config = self.tree / (BASE_CONFIG if (self.tree / BASE_CONFIG).exists() else OLD_BASE_CONFIG)
+        argv = [sys.executable, str(COMPARE_WORKER), "--config", str(config)]
         argv += ["--state", str(state), "--input", str(clip), f"--mid-channels={args.mid_channels}"]
         argv += [f"--num-blocks={args.num_blocks}"] + (["--backend", self.backend] if self.backend else [])
         argv += (["--fallback"] if self.fallback else []) + (

@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 HOUSE = REPO / "build" / "gpu_wheelhouse"
 TINY_CONFIG = REPO / "configs" / "tiny_basicvsrpp_c8n1.py"
-C64N7_CONFIG = REPO / "configs" / "_base_" / "basicvsr_plusplus_c64n7.py"
+C64N7_CONFIG = REPO / "configs" / "_base_" / "models" / "basicvsr_plusplus_c64n7.py"
 # pure-Python packages that `import basicvsr_archival.apis` and `python -m pytest` need beyond torch,
 # numpy and opencv (binary wheels, not shipped: the GPU machine has them); each is unpacked there
 # only where it does not import already

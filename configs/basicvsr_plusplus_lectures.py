@@ -7,11 +7,11 @@ on-the-fly MATLAB-bicubic x4 downscaling (the model then learns the video's cont
 degradation it was trained for). Starts from the official REDS4 weights (``load_from``).
 """
 
-_base_ = ["./_base_/basicvsr_plusplus_c64n7.py"]
-
-import importlib.util  # noqa: E402  (config: only to decide on the TensorBoard backend)
-
-custom_imports = dict(imports=["basicvsr_archival.engine"], allow_failed_imports=False)
+_base_ = [
+    "./_base_/models/basicvsr_plusplus_c64n7.py",
+    "./_base_/schedules/adam_cosine_600k.py",
+    "./_base_/default_runtime.py",
+]
 
 scale = 4
 data_root = "data/lectures/lecture01"
@@ -23,7 +23,7 @@ max_iters = 5000
 
 # SPyNet comes pretrained with the REDS4 weights: keep it fixed for the first fifth of the run
 model = dict(train_cfg=dict(fix_iter=1000))
-load_from = "chkpts/basicvsr_plusplus_c64n7_8x1_600k_reds4_20210217-db622b2f.pth"
+load_from = "chkpts/basicvsr_plusplus_reds4.pth"  # see chkpts/README.md
 
 train_pipeline = [
     dict(type="GenerateSegmentIndices", interval_list=[1]),
@@ -88,47 +88,8 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=500)
-val_cfg = dict(type="ValLoop")
-test_cfg = dict(type="TestLoop")
-
-optim_wrapper = dict(
-    type="OptimWrapper",
-    optimizer=dict(type="Adam", lr=5e-5, betas=(0.9, 0.99)),
-    paramwise_cfg=dict(custom_keys={"spynet": dict(lr_mult=0.25)}),
-)
-param_scheduler = dict(
-    type="CosineRestartLR", by_epoch=False, periods=[max_iters], restart_weights=[1], eta_min=1e-7
-)
-model_wrapper_cfg = dict(type="CPUCompatibleSeparateDDP", find_unused_parameters=True)
-
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(
-        type="CheckpointHook",
-        interval=500,
-        by_epoch=False,
-        save_optimizer=True,
-        save_best="PSNR",
-        rule="greater",
-        max_keep_ckpts=3,
-    ),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-)
-# checkpoints stay loadable with torch.load(weights_only=True) (engine/hooks.py)
-custom_hooks = [dict(type="SafeCheckpointHook")]
-log_processor = dict(type="LogProcessor", window_size=50, by_epoch=False)
-vis_backends = [dict(type="LocalVisBackend")]
-if importlib.util.find_spec("tensorboard") is not None:
-    vis_backends.append(dict(type="TensorboardVisBackend"))
-visualizer = dict(type="Visualizer", vis_backends=vis_backends)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="nccl"),
-)
-randomness = dict(seed=0, diff_rank_seed=True)
-log_level = "INFO"
-resume = False
+train_cfg = dict(max_iters=max_iters, val_interval=500)
+optim_wrapper = dict(optimizer=dict(lr=5e-5))
+param_scheduler = dict(periods=[max_iters])
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=500, max_keep_ckpts=3))
+log_processor = dict(window_size=50)

@@ -5,11 +5,11 @@ MATLAB-bicubic downscale made on the fly; frames 0-15 train (3-frame clips, 64 p
 5 frames validate. Override paths with ``--cfg-options gt_folder=/abs/frames``.
 """
 
-_base_ = ["./_base_/basicvsr_plusplus_c64n7.py"]
-
-import importlib.util  # noqa: E402  (config: only to decide on the TensorBoard backend)
-
-custom_imports = dict(imports=["basicvsr_archival.engine"], allow_failed_imports=False)
+_base_ = [
+    "./_base_/models/basicvsr_plusplus_c64n7.py",
+    "./_base_/schedules/adam_cosine_600k.py",
+    "./_base_/default_runtime.py",
+]
 
 scale = 4
 gt_folder = "../shared/data/reds_demo_000"
@@ -75,26 +75,13 @@ test_dataloader = val_dataloader
 val_evaluator = [dict(type="PSNR", crop_border=0), dict(type="SSIM", crop_border=0)]
 test_evaluator = val_evaluator
 
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type="ValLoop")
-test_cfg = dict(type="TestLoop")
-
-optim_wrapper = dict(
-    type="OptimWrapper",
-    optimizer=dict(type="Adam", lr=1e-4, betas=(0.9, 0.99)),
-    paramwise_cfg=dict(custom_keys={"spynet": dict(lr_mult=0.25)}),
-)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 # the period is longer than any run of this config, so resuming with more iterations stays valid
-param_scheduler = dict(
-    type="CosineRestartLR", by_epoch=False, periods=[1000], restart_weights=[1], eta_min=1e-7
-)
-model_wrapper_cfg = dict(type="CPUCompatibleSeparateDDP", find_unused_parameters=True)
-
+param_scheduler = dict(periods=[1000])
 default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=1),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(
+    logger=dict(interval=1),
+    checkpoint=dict(  # every checkpoint is kept
+        _delete_=True,
         type="CheckpointHook",
         interval=2,
         by_epoch=False,
@@ -102,21 +89,6 @@ default_hooks = dict(
         save_best="PSNR",
         rule="greater",
     ),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
 )
-# checkpoints stay loadable with torch.load(weights_only=True) (engine/hooks.py)
-custom_hooks = [dict(type="SafeCheckpointHook")]
-log_processor = dict(type="LogProcessor", window_size=1, by_epoch=False)
-vis_backends = [dict(type="LocalVisBackend")]
-if importlib.util.find_spec("tensorboard") is not None:
-    vis_backends.append(dict(type="TensorboardVisBackend"))
-visualizer = dict(type="Visualizer", vis_backends=vis_backends)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="gloo"),
-)
-randomness = dict(seed=0, diff_rank_seed=True)
-log_level = "INFO"
-load_from = None
-resume = False
+log_processor = dict(window_size=1)
+env_cfg = dict(dist_cfg=dict(backend="gloo"))

@@ -116,7 +116,8 @@ class ExportableVSR(nn.Module):
             if isinstance(module, ModulatedDeformConv2d):
                 module.impl = "pure"  # SecondOrderDeformableAlignment passes it to the DCN function
         net.check_if_mirror_extended = _never_mirror_extended
-        net.spynet.forward = types.MethodType(_spynet_forward_any_size, net.spynet)
+        if net.spynet is not None:  # flow_estimator='none': zero flows, nothing to patch
+            net.spynet.forward = types.MethodType(_spynet_forward_any_size, net.spynet)
         net.requires_grad_(False)
         self.net = net
         self.scale = net.upscale_factor if net.is_low_res_input else 1

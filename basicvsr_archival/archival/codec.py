@@ -40,7 +40,6 @@ from basicvsr_archival.utils.ffmpeg import (
     atomic_output,
     chroma_subsampling,
     command_string,
-    count_video_frames,
     iter_video_frames,
     probe_video,
     run_ffmpeg,
@@ -292,8 +291,3 @@ def encode_full(src: PathLike, dst: PathLike, settings: CodecSettings) -> Encode
 def decode_frames(path: PathLike, start: int = 0) -> Iterator[np.ndarray]:
     """Frames as retrieval sees them: RGB uint8 ``(H, W, 3)``, decoded one at a time."""
     return iter_video_frames(path, start=start)
-
-
-def count_frames(path: PathLike) -> int:
-    """Exact number of frames of ``path``, counted by decoding it."""
-    return count_video_frames(path, decode=True)

@@ -43,7 +43,8 @@ from basicvsr_archival.utils.ffmpeg import (
 )
 
 from .codec import CRF_RANGE, CodecSettings, encode_full
-from .package import ArchiveError, member_of, open_archive, sha256_file, to_jsonable
+from .container import open_archive
+from .package import ArchiveError, member_of, sha256_file, to_jsonable
 from .restore import decoded_frames, restore_archive
 
 VMAF_FORMATS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")

@@ -4,7 +4,8 @@ A delta model stores ``tuned - base`` per tensor against a base checkpoint named
 trained from scratch stores only the tensors fine-tuning changed; the ones still bit-identical to their
 seeded initialisation are listed and hashed per module (``init_reference``), regenerated at restore
 and checked (:func:`check_reference`), since torch does not promise the same initialisation across
-versions. int8 is symmetric per-tensor quantisation (error at most half a step per value).
+versions. int8 is symmetric per-tensor quantisation (error at most half a step per value). At restore
+the base checkpoint is looked up by name or hash (:func:`find_base_checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,24 +14,35 @@ import hashlib
 import io
 import lzma
 import math
+import os
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from basicvsr_archival.errors import first_line
+from basicvsr_archival.utils import env
 from basicvsr_archival.utils.checkpoint import CheckpointReadError
 from basicvsr_archival.utils.checkpoint import read_state_dict as read_checkpoint_state_dict
 
-from .package import ArchiveCorruptError, ArchiveError, ArchiveFormatError, BaseCheckpointError, PathLike
+from .package import (
+    ArchiveCorruptError,
+    ArchiveError,
+    ArchiveFormatError,
+    BaseCheckpointError,
+    PathLike,
+    sha256_file,
+)
 
 MODEL_FORMAT = "basicvsr-archival-model"
 STORAGE_MODES = ("auto", "full", "delta")
 STORAGE_DTYPES = ("fp32", "fp16", "int8")
 COMPRESSIONS = ("none", "zlib", "lzma")
 _MODEL_SUFFIX = {"none": "model.pt", "zlib": "model.pt.zlib", "lzma": "model.pt.xz"}
+ENV_CHKPTS = "BASICVSR_ARCHIVAL_CHKPTS"  # extra folders searched for base checkpoints (os.pathsep list)
 
 
 @dataclass(frozen=True)
@@ -323,3 +335,43 @@ def decode_model(
         else:
             out[key] = base.float() if base.is_floating_point() else base.clone()
     return out
+
+
+# ------------------------------------------------------------------------------------------ base checkpoints
+def base_search_dirs(extra: Iterable[PathLike] = ()) -> list[Path]:
+    """Where base checkpoints are looked for: ``extra``, ``$BASICVSR_ARCHIVAL_CHKPTS``, then ``./chkpts``."""
+    dirs = [Path(e) for e in extra]
+    dirs += [Path(d) for d in (env.read(ENV_CHKPTS) or "").split(os.pathsep) if d]
+    dirs.append(Path("chkpts"))
+    return dirs
+
+
+def find_base_checkpoint(base: Mapping[str, Any], search: Iterable[PathLike] = ()) -> Path:
+    """Path of the base checkpoint described by ``base`` (``name``, ``sha256``) in ``search`` + defaults.
+
+    Each entry of ``search`` is a checkpoint file or a folder; in a folder the recorded file name and
+    ``<sha256>.pth`` are tried. The file must have the recorded SHA-256; a same-named file with another
+    hash raises :class:`BaseCheckpointError` (mismatch) if no matching file is found elsewhere.
+    """
+    want, name = str(base["sha256"]), str(base.get("name") or "")
+    candidates: list[Path] = []
+    for entry in base_search_dirs(search):
+        if entry.is_file():
+            candidates.append(entry)
+        elif entry.is_dir():
+            candidates += [entry / n for n in (name, f"{want}.pth") if n and (entry / n).is_file()]
+    mismatched = []
+    for cand in dict.fromkeys(candidates):
+        if sha256_file(cand) == want:
+            return cand
+        mismatched.append(cand)
+    if mismatched:
+        raise BaseCheckpointError(
+            f"{mismatched[0]}: base checkpoint mismatch: SHA-256 differs from the archive's base "
+            f"{name or ''} (sha256 {want[:16]}...)"
+        )
+    looked = ", ".join(str(d) for d in base_search_dirs(search))
+    raise BaseCheckpointError(
+        f"base checkpoint {name or '?'} (sha256 {want[:16]}...) not found in {looked}; "
+        "pass --base-checkpoint PATH"
+    )

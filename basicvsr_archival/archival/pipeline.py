@@ -10,7 +10,7 @@ Work dir contents: ``lr.mp4`` (the LR encode), ``lr_decoded.mkv`` (its frames, F
 and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``audio<i>.mka`` (each
 audio stream of the source, stream-copied; none with ``drop_audio``), ``state.json`` (paths in it
 relative to the work dir, which may be moved), ``.lock``. A running job holds ``WORK/.lock`` and
-``OUT.lock`` beside the archive (:func:`job_locks`): a second job on either fails at once.
+``OUT.lock`` beside the archive (:func:`.job_state.job_locks`): a second job on either fails at once.
 
 A variable-frame-rate source (frame times off the nominal rate's grid) is flagged ``vfr`` in the
 manifest's ``source``, which then also holds its frame times (``timestamps``); restore uses them.
@@ -18,14 +18,11 @@ manifest's ``source``, which then also holds its frame times (``timestamps``); r
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import hashlib
-import json
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,20 +30,17 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
-from basicvsr_archival.errors import first_line
-from basicvsr_archival.utils.atomic import atomic_write_json
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
 from basicvsr_archival.utils.frame_times import frame_times
-from basicvsr_archival.utils.lock import exclusive_lock
 from basicvsr_archival.utils.output import OutputPathError, check_output_location
 
 from . import codec as codec_mod
 from . import finetune as finetune_mod
-from .codec import CodecSettings
-from .finetune import FinetuneSettings
+from .container import verify_archive, write_archive
+from .job_config import ArchivalConfig, load_archival_config, stored_model_config
+from .job_state import STAGES, JobState, WorkDirMismatchError, default_work_dir, job_locks, resume_hint
 from .model_storage import (
-    StorageSettings,
     encode_model,
     read_state_dict,
 )
@@ -54,187 +48,11 @@ from .package import (
     ArchiveError,
     ArchiveExistsError,
     sha256_file,
-    to_jsonable,
-    verify_archive,
-    write_archive,
 )
-from .restore import RestoreSettings, restore_backend
+from .restore import restore_backend
 
-STATE_NAME = "state.json"
-STATE_VERSION = 1
-STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "audio", "package")
 LR_NAME = "lr.mp4"
 DECODED_NAME = "lr_decoded.mkv"
-WORK_LOCK_NAME = ".lock"  # WORK/.lock, held while a job runs
-LOCK_SUFFIX = ".lock"  # OUT.lock beside the archive, held while a job writes it
-CONFIG_KEYS = ("codec", "model", "base_checkpoint", "base_allow_extra_keys", "finetune", "storage", "restore")
-CONFIG_KEYS += ("drop_audio",)
-
-
-class ConfigError(ArchiveError):
-    """An archival config is missing, unreadable or inconsistent."""
-
-
-class WorkDirMismatchError(ArchiveError):
-    """The work dir was made for another source, base or settings: it cannot be resumed."""
-
-
-@dataclass
-class ArchivalConfig:
-    """Validated settings of an archive job (from an mmengine config file)."""
-
-    codec: CodecSettings
-    model: dict[str, Any]
-    base_checkpoint: Path | None
-    base_allow_extra_keys: bool
-    finetune: FinetuneSettings
-    storage: StorageSettings
-    restore: RestoreSettings
-    name: str = "config"
-    drop_audio: bool = False  # archive without the source's audio streams (recorded in the manifest)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict of every setting (the manifest's ``settings``)."""
-        return {
-            "config_name": self.name,
-            "codec": self.codec.to_dict(),
-            "model": to_jsonable(self.model),
-            "base_checkpoint": str(self.base_checkpoint) if self.base_checkpoint else None,
-            "base_allow_extra_keys": self.base_allow_extra_keys,
-            "finetune": self.finetune.to_dict(),
-            "storage": self.storage.to_dict(),
-            "restore": self.restore.to_dict(),
-            "drop_audio": self.drop_audio,
-        }
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the settings that shape the work products (budgets, logging and restore excluded)."""
-        ft = {k: v for k, v in self.finetune.to_dict().items() if k not in _RESUMABLE_FINETUNE_KEYS}
-        d = {"codec": self.codec.to_dict(), "model": to_jsonable(self.model), "finetune": ft}
-        d["base"] = str(self.base_checkpoint) if self.base_checkpoint else None
-        if self.drop_audio:  # only when set: work dirs made before the option existed still resume
-            d["drop_audio"] = True
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
-
-
-_RESUMABLE_FINETUNE_KEYS = (
-    "max_iters",
-    "max_seconds",
-    "checkpoint_interval",
-    "log_interval",
-    "num_workers",
-    "eval_frames",
-)
-
-
-def load_archival_config(
-    config: PathLike | Config | Mapping[str, Any], cfg_options: Mapping[str, Any] | None = None
-) -> ArchivalConfig:
-    """Read and validate an archival config (file, ``Config`` or mapping); ``cfg_options`` are merged in."""
-    if isinstance(config, Config):
-        cfg, name = config, Path(config.filename or "config").stem
-    elif isinstance(config, Mapping):
-        cfg, name = Config(dict(config)), "config"
-    else:
-        p = Path(config)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            cfg = Config.fromfile(str(p))
-        except Exception as exc:  # mmengine raises many kinds
-            raise ConfigError(f"{p}: cannot read config ({first_line(exc)})") from None
-        name = p.stem
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
-    where = name
-    missing = [k for k in ("codec", "model") if k not in cfg]
-    if missing:
-        raise ConfigError(f"{where}: config lacks {missing}")
-    try:
-        codec = CodecSettings.from_dict(dict(cfg.codec))
-        finetune = FinetuneSettings.from_dict(dict(cfg.get("finetune") or {}))
-        storage = StorageSettings.from_dict(dict(cfg.get("storage") or {}))
-        restore = RestoreSettings.from_dict(dict(cfg.get("restore") or {}))
-    except (ArchiveError, codec_mod.CodecError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {first_line(exc)}") from None
-    model = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
-    gen = model.get("generator") or {}
-    factor = int(gen.get("upscale_factor", 4))
-    if factor != codec.scale:
-        raise ConfigError(
-            f"{where}: codec.scale={codec.scale} but the model upscales x{factor} "
-            "(set model.generator.upscale_factor to the codec scale)"
-        )
-    if codec.scale == 1:
-        raise ConfigError(f"{where}: codec.scale=1 leaves nothing to super-resolve; use 2 or 4")
-    model.pop("init_cfg", None)
-    base = cfg.get("base_checkpoint")
-    base_path = Path(base) if base else None
-    try:
-        storage.resolved_mode(base_path is not None)
-    except ArchiveError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    return ArchivalConfig(
-        codec,
-        model,
-        base_path,
-        bool(cfg.get("base_allow_extra_keys", False)),
-        finetune,
-        storage,
-        restore,
-        name,
-        bool(cfg.get("drop_audio", False)),
-    )
-
-
-def stored_model_config(model: Mapping[str, Any]) -> dict[str, Any]:
-    """The model config as archived: no external weight files (the archive holds every weight)."""
-    out = json.loads(json.dumps(to_jsonable(model)))
-    out.pop("init_cfg", None)
-    if isinstance(out.get("generator"), dict):
-        out["generator"]["spynet_pretrained"] = None
-    return out
-
-
-# ------------------------------------------------------------------------------------------ state
-class JobState:
-    """``WORK/state.json``: finished stages and their products, written atomically after each stage."""
-
-    def __init__(self, work_dir: Path) -> None:
-        self.path = work_dir / STATE_NAME
-        self.data: dict[str, Any] = {}
-        if self.path.is_file():
-            try:
-                self.data = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ArchiveError(
-                    f"{self.path}: unreadable job state ({exc}); use a new --work-dir"
-                ) from None
-        self.data.setdefault("version", STATE_VERSION)
-        self.data.setdefault("stages", {})
-
-    @property
-    def exists(self) -> bool:
-        """True if a previous run recorded anything."""
-        return self.path.is_file()
-
-    def stage(self, name: str) -> dict[str, Any] | None:
-        """Record of a finished stage, or None."""
-        return self.data["stages"].get(name)
-
-    def finish(self, name: str, record: Mapping[str, Any]) -> None:
-        """Record a finished stage and save."""
-        self.data["stages"][name] = to_jsonable(record)
-        self.save()
-
-    def invalidate_after(self, name: str) -> None:
-        """Forget the stages after ``name`` (their inputs are being rebuilt)."""
-        for later in STAGES[STAGES.index(name) + 1 :]:
-            self.data["stages"].pop(later, None)
-
-    def save(self) -> None:
-        """Write the state atomically."""
-        atomic_write_json(self.path, to_jsonable(self.data))
 
 
 @dataclass
@@ -266,44 +84,6 @@ def _info_dict(info: VideoInfo) -> dict[str, Any]:
     }
 
 
-def default_work_dir(output: PathLike) -> Path:
-    """``OUTPUT.work`` beside the archive."""
-    out = Path(output)
-    return out.with_name(f"{out.name}.work")
-
-
-def resume_hint(work: PathLike) -> str:
-    """What to do with a work dir that holds an earlier (interrupted or failed) run."""
-    return f"pass --resume to continue, or delete {work} to start over"
-
-
-@contextlib.contextmanager
-def job_locks(out: Path, work: Path) -> Iterator[None]:
-    """Hold ``OUT.lock`` (beside the archive) and ``WORK/.lock`` for the job's life (see ``utils.lock``).
-
-    A second job on the same archive or work dir fails at once naming the holder's pid; the locks
-    die with the process. A work dir created here and left empty is removed again.
-    """
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArchiveError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
-    created = not work.exists()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(exclusive_lock(out.with_name(f"{out.name}{LOCK_SUFFIX}"), out))
-        work.mkdir(parents=True, exist_ok=True)
-        if created:
-            stack.callback(_remove_if_empty, work)
-        stack.enter_context(exclusive_lock(work / WORK_LOCK_NAME, work))
-        yield
-
-
-def _remove_if_empty(folder: Path) -> None:
-    """Remove ``folder`` if it is empty."""
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-
-
 # ------------------------------------------------------------------------------------------ the job
 def run_archive_job(
     config: PathLike | Config | Mapping[str, Any] | ArchivalConfig,
@@ -318,7 +98,8 @@ def run_archive_job(
     """Archive ``video`` into ``output`` (a directory, or a ``.tar``) following ``config``.
 
     Stages: probe + SHA-256 of the source; LR encode (:func:`codec.encode_lr`); decode of the LR
-    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging (:func:`package.write_archive`).
+    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging
+    (:func:`container.write_archive`).
     Without ``resume`` a work dir holding an earlier run is refused; with it, finished stages are kept.
     While the job runs, another on the same archive or work dir is refused at once (:func:`job_locks`).
     Every audio stream is kept as a member (copied into Matroska) unless ``drop_audio`` (or the config's).

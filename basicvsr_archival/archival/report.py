@@ -1,9 +1,10 @@
 """Report of an archival study: analysis of the measured points, markdown, plots (matplotlib Agg), JSON.
 
 :func:`analyse` turns the measurements of :func:`study.run_study` into results: the bytes charged to
-each video (:func:`study.charged_bytes`), the BD-rates of every SR option against the full-resolution
-encode (:func:`study.bd_rate`, at equal PSNR and at equal VMAF, per scale) and the TCO curves with the
-break-even access interval (:func:`study.tco_curves`). :func:`write_report` writes, each atomically:
+each video (:func:`study_analysis.charged_bytes`), the BD-rates of every SR option against the
+full-resolution encode (:func:`study_analysis.bd_rate`, at equal PSNR and at equal VMAF, per scale) and
+the TCO curves with the break-even access interval (:func:`study_analysis.tco_curves`).
+:func:`write_report` writes, each atomically:
 
 * ``results.json``: every number (non-finite values as null; a ``pays_for`` bound of null is inf);
 * ``report.md``: settings, and per video a summary table, the ladder, the BD-rates, TCO at a few
@@ -27,17 +28,8 @@ from matplotlib.ticker import FuncFormatter
 from basicvsr_archival.utils.atomic import atomic_path, atomic_write_text
 
 from .package import to_jsonable
-from .study import (
-    LABELS,
-    SR_VARIANTS,
-    VARIANTS,
-    Study,
-    bd_rate,
-    charged_bytes,
-    tco_curves,
-    tco_scenario,
-    write_json_atomic,
-)
+from .study_analysis import bd_rate, charged_bytes, tco_curves, tco_scenario, write_json_atomic
+from .study_config import LABELS, SR_VARIANTS, VARIANTS, Study
 
 MARK_DAYS = (1.0, 7.0, 30.0, 365.0)
 NARROW_OVERLAP = 0.5  # BD-rates over less of the anchor's quality range are marked as unreliable

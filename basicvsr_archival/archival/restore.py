@@ -67,17 +67,17 @@ from basicvsr_archival.utils.frame_times import retime_video
 from basicvsr_archival.utils.output import check_output_path, make_temp_dir, write_png
 from basicvsr_archival.utils.threads import pinned_threads
 
+from .container import open_archive
 from .model_storage import (
     check_reference,
     decode_model,
+    find_base_checkpoint,
     read_state_dict,
 )
 from .package import (
     ArchiveCorruptError,
     ArchiveError,
-    find_base_checkpoint,
     member_of,
-    open_archive,
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")

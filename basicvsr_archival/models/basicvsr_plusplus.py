@@ -26,6 +26,7 @@ from .ops.modulated_deform_conv import ModulatedDeformConv2d
 from .spynet import SPyNet
 
 PROPAGATION_ORDER = ("backward_1", "forward_1", "backward_2", "forward_2")
+FLOW_ESTIMATORS = ("spynet", "none")
 
 
 class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
@@ -110,6 +111,10 @@ class BasicVSRPlusPlus(nn.Module):
         upscale_factor: 4 (official: two x2 pixel-shuffle stages ``upsample1``/``upsample2`` and a
             x4 bilinear skip) or 2 (one stage ``upsample1`` and a x2 bilinear skip). Must be 4 when
             ``is_low_res_input`` is ``False``.
+        flow_estimator: ``'spynet'`` (official: SPyNet flows guide the alignment) or ``'none'``: no
+            motion estimation, every flow is zero and the alignment relies on its learned offsets
+            only (no ``spynet`` module or state dict keys; the output equals that of a SPyNet that
+            predicts zero flow, e.g. one whose last convolutions are zero, at none of its cost).
 
     Shapes: ``forward(lqs)`` takes ``lqs`` (n, t, 3, h, w), RGB in [0, 1], and returns
     (n, t, 3, s*h, s*w) with ``s = upscale_factor`` (``s = 1`` in same-size mode). Frames smaller than
@@ -125,19 +130,25 @@ class BasicVSRPlusPlus(nn.Module):
         spynet_pretrained: str | None = None,
         cpu_cache_length: int = 100,
         upscale_factor: int = 4,
+        flow_estimator: str = "spynet",
     ) -> None:
         super().__init__()
         if upscale_factor not in (2, 4):
             raise ValueError(f"upscale_factor must be 2 or 4, got {upscale_factor}.")
         if not is_low_res_input and upscale_factor != 4:
             raise ValueError("same-size mode (is_low_res_input=False) requires upscale_factor=4.")
+        if flow_estimator not in FLOW_ESTIMATORS:
+            raise ValueError(f"flow_estimator must be one of {FLOW_ESTIMATORS}, got {flow_estimator!r}.")
+        if flow_estimator == "none" and spynet_pretrained is not None:
+            raise ValueError("spynet_pretrained needs flow_estimator='spynet'.")
         self.mid_channels = mid_channels
         self.is_low_res_input = is_low_res_input
         self.cpu_cache_length = cpu_cache_length
         self.upscale_factor = upscale_factor
+        self.flow_estimator = flow_estimator
 
-        # optical flow
-        self.spynet = SPyNet(pretrained=spynet_pretrained)
+        # optical flow (none: zero flows)
+        self.spynet = SPyNet(pretrained=spynet_pretrained) if flow_estimator == "spynet" else None
 
         # feature extraction
         if is_low_res_input:
@@ -192,7 +203,7 @@ class BasicVSRPlusPlus(nn.Module):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """SPyNet flows between neighbours of ``lqs`` (n, t, c, h, w): (forward or None, backward).
 
-        Both are (n, t-1, 2, h, w).
+        Both are (n, t-1, 2, h, w); all zeros with ``flow_estimator='none'``.
 
         ``flows_backward[:, i]`` warps frame i+1 onto frame i, ``flows_forward[:, i]`` frame i onto
         frame i+1. The forward flows are skipped (None) for mirror-extended sequences: they equal the
@@ -202,6 +213,9 @@ class BasicVSRPlusPlus(nn.Module):
         if t < 2:
             empty = lqs.new_zeros(n, 0, 2, h, w)
             return (None if is_mirror_extended else empty), empty
+        if self.spynet is None:  # no motion estimation
+            zeros = lqs.new_zeros(n, t - 1, 2, h, w, device="cpu" if cpu_cache else lqs.device)
+            return (None if is_mirror_extended else zeros), zeros
         lqs_1 = lqs[:, :-1].reshape(-1, c, h, w)  # (n * (t-1), c, h, w)
         lqs_2 = lqs[:, 1:].reshape(-1, c, h, w)  # (n * (t-1), c, h, w)
         flows_backward = self.spynet(lqs_1, lqs_2).view(n, t - 1, 2, h, w)

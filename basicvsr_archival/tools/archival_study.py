@@ -24,7 +24,8 @@ from mmengine.config import DictAction
 from tqdm import tqdm
 
 from basicvsr_archival.archival.report import analyse, format_break_even, summary_rows, write_report
-from basicvsr_archival.archival.study import StudyError, load_study, run_study
+from basicvsr_archival.archival.study import run_study
+from basicvsr_archival.archival.study_config import StudyError, load_study
 from basicvsr_archival.utils.cli import add_debug_argument, run_cli
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from basicvsr_archival.archival.package import find_base_checkpoint, verify_archive
+from basicvsr_archival.archival.container import verify_archive
+from basicvsr_archival.archival.model_storage import find_base_checkpoint
 from basicvsr_archival.utils.cli import add_debug_argument, run_cli
 
 

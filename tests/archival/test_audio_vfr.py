@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from basicvsr_archival.archival import package
+from basicvsr_archival.archival import container, package
 from basicvsr_archival.archival.pipeline import run_archive_job
 from basicvsr_archival.archival.restore import restore_archive
 from basicvsr_archival.utils.audio import audio_duration, audio_streams, extract_audio
@@ -71,7 +71,7 @@ def two_tracks_archive(two_tracks: Path) -> Path:
 
 
 def test_archive_keeps_every_audio_stream_and_restore_puts_it_back(two_tracks, two_tracks_archive, tmp_path):
-    manifest = package.verify_archive(two_tracks_archive).manifest
+    manifest = container.verify_archive(two_tracks_archive).manifest
     streams = manifest["audio"]["streams"]
     assert manifest["audio"]["dropped"] is False and manifest["source"]["has_audio"] is True
     got = [(s["member"], s["codec"], s["channels"], s["sample_rate"], s["method"]) for s in streams]
@@ -108,7 +108,7 @@ def test_audio_members_are_hash_checked_and_skipped_for_png_output(two_tracks_ar
     data[len(data) // 2] ^= 0x10
     (bad / "audio1.mka").write_bytes(bytes(data))
     with pytest.raises(package.ArchiveCorruptError, match=r"member audio1\.mka is corrupted"):
-        package.verify_archive(bad)
+        container.verify_archive(bad)
     (bad / "audio1.mka").unlink()
     with pytest.raises(package.ArchiveCorruptError, match=r"member audio1\.mka is missing"):
         restore_archive(bad, tmp_path / "x.mkv", progress=False)
@@ -121,7 +121,7 @@ def test_drop_audio_is_recorded_and_part_of_the_settings(two_tracks, two_tracks_
     argv += ["--cfg-options", "finetune.max_iters=1"]
     assert run_cli(_tool("archive").main, argv) == 0
     assert "audio:   dropped (--drop-audio)" in capsys.readouterr().out
-    manifest = package.verify_archive(out).manifest
+    manifest = container.verify_archive(out).manifest
     assert manifest["audio"] == {"dropped": True, "streams": []} and manifest["source"]["has_audio"] is True
     assert manifest["settings"]["drop_audio"] is True
     assert sorted(manifest["members"]) == ["lr.mp4", "model.pt.xz"]
@@ -192,7 +192,7 @@ def test_vfr_frame_times_survive_archive_and_restore(tree_clip, tmp_path, capsys
     assert run_cli(_tool("archive").main, argv) == 0
     printed = capsys.readouterr().out
     assert "note:    variable frame rate (10 frames over 4.1 s, nominal 15 fps): frame times kept" in printed
-    source = package.verify_archive(out).manifest["source"]
+    source = container.verify_archive(out).manifest["source"]
     assert source["vfr"] is True and len(source["timestamps"]["pts"]) == 10
     half_frame = 0.5 / 15
     for suffix in (".mkv", ".mp4"):

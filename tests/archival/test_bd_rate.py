@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from basicvsr_archival.archival.study import BD_METHODS, StudyError, bd_rate
+from basicvsr_archival.archival.study_analysis import bd_rate
+from basicvsr_archival.archival.study_config import BD_METHODS, StudyError
 
 # An anchor rate-distortion curve: 4 points, rates in bytes, quality in dB (not a polynomial in quality).
 RATES = [1000.0, 2000.0, 4500.0, 9000.0]

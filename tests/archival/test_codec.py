@@ -12,7 +12,6 @@ from basicvsr_archival.archival.codec import (
     CodecError,
     CodecSettings,
     build_encode_args,
-    count_frames,
     decode_frames,
     encode_full,
     encode_lr,
@@ -22,6 +21,7 @@ from basicvsr_archival.utils.ffmpeg import (
     MediaError,
     VideoInputError,
     VideoWriter,
+    count_video_frames,
     ffmpeg_exe,
     frames_to_video,
     iter_video_frames,
@@ -51,7 +51,7 @@ def _check_lr(path: Path, size: tuple[int, int], pix_fmt: str, frames: int, fps:
     info = probe_video(path)
     assert (info.width, info.height) == size
     assert info.pix_fmt == pix_fmt
-    assert info.num_frames == frames == count_frames(path)
+    assert info.num_frames == frames == count_video_frames(path, decode=True)
     assert info.fps == fps and isinstance(info.fps, Fraction)
     assert info.bytes > 0
 

@@ -10,14 +10,14 @@ import torch
 
 from basicvsr_archival.archival.codec import CodecSettings, decode_frames, encode_lr
 from basicvsr_archival.archival.finetune import (
-    FinetuneError,
-    FinetuneSettings,
     build_restorer,
     check_base_fits,
     finetune_video,
     initial_state,
     zero_flow_spynet,
 )
+from basicvsr_archival.archival.finetune_runner import NEVER, freeze, runner_config
+from basicvsr_archival.archival.finetune_settings import FinetuneError, FinetuneSettings
 from basicvsr_archival.archival.pipeline import load_archival_config
 from basicvsr_archival.utils.ffmpeg import VideoWriter, frames_to_video
 
@@ -194,3 +194,47 @@ def test_invalid_settings():
     with pytest.raises(FinetuneError, match="unknown finetune setting"):
         FinetuneSettings.from_dict({"max_iters": 3, "epochs": 2})
     assert FinetuneSettings(enabled=False).active_iters == 0
+
+
+def test_freeze_is_where_frozen_acts():
+    model = build_restorer(TINY)
+    names = freeze(model, ("spynet", "deform_align"))
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert len(names) == 100 and len(trained) == 74 and not trained & set(names)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 84_907  # tiny_ci: 85k trained
+    model.apply_fix_iter_schedule(10**6)  # the restorer's SPyNet schedule agrees: never unfreezes
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trained and model.fix_iter == NEVER
+
+    partial = build_restorer(TINY)
+    freeze(partial, ("deform_align",))
+    partial.apply_fix_iter_schedule(0)  # SPyNet trains from the start; deform_align stays frozen
+    assert partial.fix_iter == 0 and all(
+        p.requires_grad for n, p in partial.named_parameters() if "spynet" in n
+    )
+    assert not any(p.requires_grad for n, p in partial.named_parameters() if "deform_align" in n)
+    with pytest.raises(FinetuneError, match="freezes every parameter"):
+        freeze(build_restorer(TINY), ("generator",))
+
+
+def test_runner_config_fills_the_recipe(tmp_path):
+    def cfg(**kw):
+        settings = FinetuneSettings(**{"lr": 1e-3, "max_iters": 50, "seed": 7, **kw})
+        return runner_config(
+            TINY, Path("lr.mkv"), Path("gt.mkv"), tmp_path, settings, 2, 30, (96, 128), None, False
+        )
+
+    cosine = cfg(eta_min_ratio=0.25)
+    assert cosine.optim_wrapper.optimizer == dict(type="Adam", betas=(0.9, 0.99), lr=1e-3)
+    assert cosine.param_scheduler == dict(
+        type="CosineAnnealingLR", by_epoch=False, begin=0, T_max=50, eta_min=2.5e-4, end=50
+    )
+    assert cosine.train_cfg == dict(type="IterBasedTrainLoop", max_iters=50)
+    assert cosine.train_dataloader.sampler == dict(type="InfiniteSampler", shuffle=True, seed=7)
+    crop = cosine.train_dataloader.dataset.pipeline[3]
+    assert crop == dict(type="PairedRandomCrop", gt_patch_size=96, scale=2)  # min(256, 96, 128)
+    assert (
+        cosine.default_hooks.checkpoint.interval == 200
+        and cosine.default_hooks.checkpoint.max_keep_ckpts == 2
+    )
+    assert cfg(lr_schedule="constant").param_scheduler is None
+    assert "paramwise_cfg" not in cosine.optim_wrapper  # frozen parameters are set on the model (freeze)

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from basicvsr_archival.archival import package
+from basicvsr_archival.archival import container, package
+from basicvsr_archival.archival.container import verify_archive, write_archive
 from basicvsr_archival.archival.finetune import build_restorer
 from basicvsr_archival.archival.model_storage import (
     StorageSettings,
     decode_model,
     encode_model,
+    find_base_checkpoint,
 )
 from basicvsr_archival.archival.package import (
     ArchiveCorruptError,
@@ -24,10 +26,7 @@ from basicvsr_archival.archival.package import (
     ArchiveExistsError,
     ArchiveFormatError,
     BaseCheckpointError,
-    find_base_checkpoint,
     sha256_file,
-    verify_archive,
-    write_archive,
 )
 
 TINY = dict(
@@ -214,7 +213,7 @@ def test_interrupted_write_leaves_nothing_complete(tmp_path, monkeypatch):
         assert (tmp / "manifest.json").is_file() or tmp.suffix == ".partial"  # everything was written
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(package, "_publish", crash)
+    monkeypatch.setattr(container, "_publish", crash)
     for tar in (False, True):
         with pytest.raises(RuntimeError, match="power cut"):
             _archive(tmp_path, tar=tar)

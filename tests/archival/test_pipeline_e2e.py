@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from basicvsr_archival.archival import package
+from basicvsr_archival.archival import container, package
 from basicvsr_archival.archival.evaluate import evaluate_archive
-from basicvsr_archival.archival.pipeline import JobState, run_archive_job
+from basicvsr_archival.archival.job_state import JobState
+from basicvsr_archival.archival.pipeline import run_archive_job
 from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video, probe_video
 
@@ -70,7 +71,7 @@ def test_archive_restore_evaluate_end_to_end(clips, tmp_path, capsys):
     argv = [TINY_CI, str(a), "-o", str(archive), "--work-dir", str(tmp_path / "A.work"), "--no-progress"]
     argv += ["--cfg-options", f"base_checkpoint={base}", "finetune.max_iters=40"]
     assert run_cli(_tool("archive").main, argv) == 0
-    manifest = package.verify_archive(archive).manifest
+    manifest = container.verify_archive(archive).manifest
     model = manifest["model"]
     assert model["storage"]["mode"] == "delta" and model["storage"]["dtype"] == "int8"
     assert model["base_checkpoint"]["sha256"] == package.sha256_file(base)
@@ -106,7 +107,7 @@ def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch, capsys):
     def crash(tmp: Path, final: Path) -> None:
         raise RuntimeError("killed while packaging")
 
-    monkeypatch.setattr(package, "_publish", crash)
+    monkeypatch.setattr(container, "_publish", crash)
     argv = [TINY_CI, str(a), "-o", str(out), "--work-dir", str(work), "--no-progress"]
     assert run_cli(_tool("archive").main, [*argv, "--cfg-options", "finetune.max_iters=1"]) == 1
     hint = f"pass --resume to continue, or delete {work} to start over"
@@ -126,7 +127,7 @@ def test_interrupted_packaging_resumes(clips, tmp_path, monkeypatch, capsys):
     work = moved
     job = run_archive_job(TINY_CI, a, out, work, resume=True, cfg_options=opts, progress=False)
     assert job.stages_run == ["package"]  # probe, encode, decode and fine-tuning were not redone
-    assert package.verify_archive(out).manifest["finetune"]["iters"] == 1
+    assert container.verify_archive(out).manifest["finetune"]["iters"] == 1
     again = run_archive_job(TINY_CI, a, out, work, resume=True, cfg_options=opts, progress=False)
     assert again.stages_run == []
     with pytest.raises(package.ArchiveError, match="different settings"):

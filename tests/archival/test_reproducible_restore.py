@@ -83,7 +83,7 @@ def test_restore_gives_the_same_bytes_for_1_and_2_threads(scratch_archive, tmp_p
 
 
 def test_manifest_records_the_backend_and_restore_follows_it(scratch_archive, tmp_path, monkeypatch, caplog):
-    from basicvsr_archival.archival.package import verify_archive
+    from basicvsr_archival.archival.container import verify_archive
 
     rec = verify_archive(scratch_archive).manifest["restore_backend"]
     assert rec == restore_backend()  # recorded at archive time, as this process sees it
@@ -168,7 +168,7 @@ def test_a_restore_that_cannot_match_the_record_warns_in_one_line(caplog):
 # ------------------------------------------------------------------------------------------ finding 8
 def _model_member(archive: Path) -> tuple[dict, int]:
     """(storage summary, bytes) of an archive's model member."""
-    from basicvsr_archival.archival.package import verify_archive
+    from basicvsr_archival.archival.container import verify_archive
 
     report = verify_archive(archive)
     storage = report.manifest["model"]["storage"]

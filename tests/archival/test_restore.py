@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from basicvsr_archival.archival import model_storage, package
+from basicvsr_archival.archival import container, model_storage, package
 from basicvsr_archival.archival.finetune import initial_state
 from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job
 from basicvsr_archival.archival.restore import RestoreError, RestoreSettings, decoded_frames, restore_archive
@@ -107,7 +107,7 @@ def test_restore_refuses_a_corrupted_archive(archives, tmp_path, member):
 
 def test_missing_or_mismatched_base_checkpoint(archives, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./chkpts here
-    monkeypatch.delenv(package.ENV_CHKPTS, raising=False)
+    monkeypatch.delenv(model_storage.ENV_CHKPTS, raising=False)
     with pytest.raises(
         package.BaseCheckpointError,
         match=r"base checkpoint tiny_base.pth \(sha256 [0-9a-f]+\.\.\.\) not found",
@@ -119,7 +119,7 @@ def test_missing_or_mismatched_base_checkpoint(archives, tmp_path, monkeypatch):
     torch.save({"state_dict": {k: v + 1 for k, v in state.items()}}, other)
     with pytest.raises(package.BaseCheckpointError, match="base checkpoint mismatch"):
         restore_archive(archives["dir"], tmp_path / "o.mp4", base_checkpoint=other.parent, progress=False)
-    monkeypatch.setenv(package.ENV_CHKPTS, str(archives["base"].parent))
+    monkeypatch.setenv(model_storage.ENV_CHKPTS, str(archives["base"].parent))
     assert restore_archive(archives["dir"], tmp_path / "o.mkv", progress=False).num_frames == 6
 
 
@@ -175,7 +175,7 @@ def test_restore_settings_overlap():
 
 def test_restore_overlap_from_manifest_option_and_legacy_manifests(archives, tmp_path, capsys):
     base = archives["base"]
-    manifest = package.verify_archive(archives["dir"]).manifest
+    manifest = container.verify_archive(archives["dir"]).manifest
     assert manifest["settings"]["restore"]["overlap"] == 1  # max_seq_len 4 -> the default recorded
     default = restore_archive(archives["dir"], tmp_path / "d.mkv", base_checkpoint=base, progress=False)
     assert (default.max_seq_len, default.overlap) == (4, 1)

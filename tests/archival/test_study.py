@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from basicvsr_archival.archival import package
+from basicvsr_archival.archival import container
 from basicvsr_archival.archival.cost import ArchiveScenario, CostModel
-from basicvsr_archival.archival.study import bd_rate, charged_bytes, load_study, tco_curves
+from basicvsr_archival.archival.study_analysis import bd_rate, charged_bytes, tco_curves
+from basicvsr_archival.archival.study_config import load_study
 from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video
 
@@ -169,7 +170,7 @@ def test_study_cli_end_to_end_and_resume(reds_demo_dir: Path, tmp_path: Path, ca
     assert pts["sr_finetuned_x2_crf23"]["finetune"]["iters"] == 2
 
     # 2. byte accounting: the fine-tuned option is its whole archive, the others share its LR stream
-    manifest = package.verify_archive(pts["sr_finetuned_x2_crf23"]["archive"]).manifest
+    manifest = container.verify_archive(pts["sr_finetuned_x2_crf23"]["archive"]).manifest
     assert pts["sr_finetuned_x2_crf23"]["bytes"] == manifest["bytes"]["total"]
     lr = pts["bicubic_x2_crf23"]["bytes"]
     assert lr == manifest["members"]["lr.mp4"]["bytes"] == pts["sr_base_x2_crf23"]["bytes_detail"]["lr"]

@@ -195,3 +195,41 @@ def test_bf16_autocast_on_cpu_runs_and_stays_close_to_fp32():
     assert torch.isfinite(out.float()).all()
     mse = (out.float().clamp(0, 1) - ref.clamp(0, 1)).pow(2).mean().item()
     assert 10 * torch.log10(torch.tensor(1.0 / mse)).item() > 30
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu_kernels"])
+def test_flow_estimator_none_equals_a_zero_flow_spynet_without_its_cost(backend, monkeypatch):
+    from basicvsr_archival.models.backends import apply_backend
+    from basicvsr_archival.models.spynet import SPyNet
+
+    torch.manual_seed(0)
+    with_spynet = BasicVSRPlusPlus(**TINY, upscale_factor=2).eval()
+    for level in with_spynet.spynet.basic_module:  # the last conv of every level predicts zero flow
+        torch.nn.init.zeros_(level.basic_module[-1].conv.weight)
+        torch.nn.init.zeros_(level.basic_module[-1].conv.bias)
+    with torch.no_grad():  # an offset residue, so the learned offsets take part
+        torch.nn.init.normal_(with_spynet.deform_align["forward_1"].conv_offset[-1].weight, std=0.1)
+    no_flow = BasicVSRPlusPlus(**TINY, upscale_factor=2, flow_estimator="none").eval()
+    state = {k: v for k, v in with_spynet.state_dict().items() if not k.startswith("spynet.")}
+    assert set(no_flow.state_dict()) == set(state)  # no spynet module, no new tensors
+    no_flow.load_state_dict(state, strict=True)
+    for m in (with_spynet, no_flow):
+        apply_backend(m, backend)
+    lqs = _rand_lqs(1, 5, 40, 48)
+    calls = []
+    monkeypatch.setattr(SPyNet, "compute_flow", lambda self, *a: calls.append(1) or 1 / 0)
+    with torch.no_grad():
+        out = no_flow(lqs)
+    assert calls == []  # SPyNet never runs
+    monkeypatch.undo()
+    with torch.no_grad():
+        ref = with_spynet(lqs)
+    assert out.shape == (1, 5, 3, 80, 96)
+    assert torch.equal(out, ref)
+
+
+def test_flow_estimator_is_checked():
+    with pytest.raises(ValueError, match="flow_estimator must be one of"):
+        BasicVSRPlusPlus(**TINY, flow_estimator="raft")
+    with pytest.raises(ValueError, match="spynet_pretrained needs flow_estimator='spynet'"):
+        BasicVSRPlusPlus(**TINY, flow_estimator="none", spynet_pretrained="x.pth")

@@ -25,6 +25,8 @@ An archive job (``tools/archive.py CONFIG VIDEO -o ARCHIVE``) reads these top-le
   each is kept as a member ``audio<i>.mka`` and restored into video outputs.
 """
 
+_base_ = ["../../_base_/models/basicvsr_plusplus_c64n7.py"]  # the restorer (c64n7 x4)
+
 codec = dict(
     scale=4,
     downscale_filter="bicubic",
@@ -36,20 +38,9 @@ codec = dict(
     pix_fmt=None,
 )
 
-model = dict(
-    type="BasicVSR",
-    generator=dict(
-        type="BasicVSRPlusPlus",
-        mid_channels=64,
-        num_blocks=7,
-        is_low_res_input=True,
-        spynet_pretrained=None,
-        upscale_factor=4,
-    ),
-    pixel_loss=dict(type="CharbonnierLoss", loss_weight=1.0, reduction="mean"),
-)
-# the official REDS4 x4 BasicVSR++ weights (see configs/basicvsr_plusplus_reds4.py); not in git
-base_checkpoint = "chkpts/basicvsr_plusplus_c64n7_8x1_600k_reds4_20210217-db622b2f.pth"
+model = dict(generator=dict(upscale_factor=4))
+# the official REDS4 x4 BasicVSR++ weights, under the name of chkpts/README.md; not in git
+base_checkpoint = "chkpts/basicvsr_plusplus_reds4.pth"
 base_allow_extra_keys = False
 
 finetune = dict(
