@@ -1,7 +1,8 @@
 """Inference API: build a restorer from a config, read frames, restore them streaming, write the result.
 
 * :func:`init_model` builds ``cfg.model`` and loads an (official-layout) checkpoint strictly;
-* :func:`read_frame_source` opens a folder of image frames or any ffmpeg-readable video lazily;
+* :func:`read_frame_source` opens a folder of image frames or any ffmpeg-readable video lazily
+  (:mod:`.frame_source`);
 * :func:`restore_video_frames` restores frames in overlapping chunks (recurrent, see
   :mod:`.streaming`) or window by window (sliding window) and yields RGB uint8 output frames,
   holding only a chunk / window in memory;
@@ -16,15 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -43,13 +40,7 @@ from basicvsr_archival.errors import (  # noqa: F401  (re-exported by basicvsr_a
 )
 from basicvsr_archival.models.backends import BackendSettings, apply_backend, preferred_memory_format
 from basicvsr_archival.models.builder import build_restorer
-from basicvsr_archival.utils.ffmpeg import (
-    MediaError,
-    VideoInputError,
-    ffmpeg_exe,
-    iter_video_frames,
-    probe_video,
-)
+from basicvsr_archival.utils.ffmpeg import MediaError
 from basicvsr_archival.utils.output import check_output_path as _check_output_path
 from basicvsr_archival.utils.output import (
     is_video_output,  # noqa: F401  (re-exported by basicvsr_archival.apis)
@@ -57,6 +48,13 @@ from basicvsr_archival.utils.output import (
     write_png,
 )
 
+from .frame_source import (  # noqa: F401  (re-exported by basicvsr_archival.apis)
+    FOLDER_FPS,
+    IMAGE_EXTENSIONS,
+    FrameSource,
+    read_frame_source,
+    synthetic_frame_source,
+)
 from .streaming import (
     OverlapError,
     overlapped_chunks,
@@ -70,8 +68,6 @@ from .streaming import sliding_windows as _sliding_windows
 PathLike = str | os.PathLike
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-FOLDER_FPS = Fraction(25)  # frame rate given to a folder of frames (and to a video written from one)
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -145,126 +141,6 @@ def init_model(
     apply_backend(model, backend, settings)
     model.eval()
     return model
-
-
-# ---------------------------------------------------------------------------------------- frame sources
-@dataclass
-class FrameSource:
-    """A lazily read sequence of RGB uint8 ``(H, W, 3)`` frames; iterate it (again) to read them."""
-
-    description: str  # the input path, or a description of generated frames
-    kind: str  # 'frames' (image folder), 'video' or 'generated'
-    num_frames: int  # exact for folders; the container's count for videos
-    fps: Fraction
-    width: int
-    height: int
-    names: list[str] = field(default_factory=list)  # input frame file names (folders only)
-    path: Path | None = None
-    _open: Callable[[], Iterator[np.ndarray]] | None = field(default=None, repr=False)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        """Read the frames from the start."""
-        if self._open is None:
-            raise RuntimeError("FrameSource has no reader")
-        return self._open()
-
-    def __len__(self) -> int:
-        """Number of frames (the container's count for videos)."""
-        return self.num_frames
-
-    def output_name(self, index: int) -> str:
-        """PNG file name of output frame ``index``: the input frame's stem, or ``%08d.png`` for videos."""
-        if index < len(self.names):
-            return Path(self.names[index]).stem + ".png"
-        return f"{index:08d}.png"
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """Read one image file as RGB uint8 (H, W, 3) or raise FrameSourceError."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FrameSourceError(f"{path}: cannot read image (missing, corrupt or unsupported format)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _folder_source(folder: Path) -> FrameSource:
-    """FrameSource of the image frames in ``folder``, sorted by file name."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise FrameSourceError(f"{folder}: no image frames ({'/'.join(IMAGE_EXTENSIONS)}) in this folder")
-    stems: dict[str, Path] = {}
-    for p in files:
-        if p.stem in stems:
-            raise FrameSourceError(f"{p}: same name as {stems[p.stem].name}: output frame names would clash")
-        stems[p.stem] = p
-    first = _read_image(files[0])
-    height, width = first.shape[:2]
-
-    def frames() -> Iterator[np.ndarray]:
-        for p in files:
-            img = _read_image(p)
-            if img.shape[:2] != (height, width):
-                size = f"{img.shape[1]}x{img.shape[0]}"
-                raise FrameSourceError(
-                    f"{p}: frame size {size} differs from the first frame {width}x{height}"
-                )
-            yield img
-
-    return FrameSource(
-        str(folder), "frames", len(files), FOLDER_FPS, width, height, [p.name for p in files], folder, frames
-    )
-
-
-def read_frame_source(path: PathLike) -> FrameSource:
-    """Open a folder of image frames (png/jpg/jpeg/bmp, sorted by name) or an ffmpeg-readable video."""
-    p = Path(path)
-    if p.is_dir():
-        try:
-            return _folder_source(p)
-        except PermissionError:
-            raise FrameSourceError(f"{p}: folder is not readable (permission denied)") from None
-    if not p.exists():
-        raise FrameSourceError(f"{p}: no such file or folder")
-    try:
-        info = probe_video(p)
-    except (MediaError, OSError) as exc:
-        raise FrameSourceError(first_line(exc)) from None
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            yield from iter_video_frames(p)
-        except VideoInputError as exc:
-            raise FrameSourceError(first_line(exc)) from None
-
-    return FrameSource(str(p), "video", info.num_frames, info.fps, info.width, info.height, [], p, frames)
-
-
-def synthetic_frame_source(
-    num_frames: int = 12, width: int = 160, height: int = 96, fps: int = 25
-) -> FrameSource:
-    """Frames generated by ffmpeg's ``testsrc2`` pattern (moving, colourful): a built-in demo input."""
-    if num_frames < 1 or width < 16 or height < 16:
-        raise ValueError(
-            f"synthetic source needs >= 1 frame of >= 16x16, got {num_frames} of {width}x{height}"
-        )
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi"]
-    cmd += ["-i", f"testsrc2=size={width}x{height}:rate={fps}", "-frames:v", str(num_frames)]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    frame_bytes = width * height * 3
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            done = subprocess.run(cmd, check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            stderr = getattr(exc, "stderr", b"") or b""
-            detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [first_line(exc)]
-            raise FrameSourceError(f"generating testsrc2 frames with {cmd[0]} failed: {detail[0]}") from None
-        data = np.frombuffer(done.stdout, np.uint8)
-        count = data.size // frame_bytes
-        yield from data[: count * frame_bytes].reshape(count, height, width, 3)
-
-    desc = "synthetic frames (ffmpeg testsrc2)"
-    return FrameSource(desc, "generated", num_frames, Fraction(fps), width, height, [], None, frames)
 
 
 # ---------------------------------------------------------------------------------------- restoration
