@@ -19,7 +19,7 @@ from .codec import CodecSettings
 from .finetune_settings import FinetuneSettings
 from .model_storage import StorageSettings
 from .package import ArchiveError, to_jsonable
-from .restore import RestoreSettings
+from .restore_settings import RestoreSettings
 
 
 class ConfigError(ArchiveError):
