@@ -57,6 +57,15 @@ def load_kernel_builder():
     return module
 
 
+def console_scripts() -> list[str]:
+    """The tools' commands (``basicvsr-archive``, ...) from ``basicvsr_archival/tools/commands.py``."""
+    path = HERE / "basicvsr_archival" / "tools" / "commands.py"
+    spec = importlib.util.spec_from_file_location("_basicvsr_commands", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.console_scripts()
+
+
 class BuildPyWithKernels(build_py):
     """``build_py`` that also compiles the CPU kernels (x86-64-v3 + portable) into ``models/ops/_lib``.
 
@@ -100,4 +109,5 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": console_scripts()},
 )

@@ -196,13 +196,14 @@ def train_tiny_model(
     """
     from mmengine.config import Config
 
-    from basicvsr_archival.archival.finetune import build_restorer, initial_state
+    from basicvsr_archival.archival.finetune import initial_state
+    from basicvsr_archival.models.builder import build_restorer
 
     model_cfg = Config.fromfile(str(config)).model.to_dict()
     state, _ = initial_state(model_cfg, None, False, seed)
     for key in ("generator.conv_last.weight", "generator.conv_last.bias"):
         state[key].mul_(0.1)
-    model = build_restorer(model_cfg, seed)
+    model = build_restorer(model_cfg, seed=seed)
     model.load_state_dict(state)
     gen = model.generator
     for name, param in gen.named_parameters():
@@ -276,9 +277,9 @@ def psnr_part(args: argparse.Namespace) -> float:
     if ckpt.is_file():
         from mmengine.config import Config
 
-        from basicvsr_archival.archival.finetune import build_restorer
+        from basicvsr_archival.models.builder import build_restorer
 
-        model = build_restorer(Config.fromfile(str(args.config)).model.to_dict())
+        model = build_restorer(Config.fromfile(str(args.config)).model.to_dict(), seed=0)
         model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
         model.eval()
         print(f"  trained model loaded from {ckpt}")

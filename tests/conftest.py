@@ -8,6 +8,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 _SKIPPED_KERNEL_TESTS: list[str] = []
+# the tools' scripts no longer put the repo on sys.path (they import the installed package): the ones
+# the tests run in a subprocess import this checkout, like the tests themselves
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def pytest_configure(config):

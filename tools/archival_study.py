@@ -1,87 +1,14 @@
+#!/usr/bin/env python
 """Does SR archival pay off? Run the rate-distortion / storage-cost study on videos and write a report.
 
-For each video and each (CRF, scale) of the config's ladder: full-resolution encode, LR encode +
-bicubic, LR encode + base SR model, LR encode + content-aware (fine-tuned) SR model; bytes, PSNR,
-SSIM, VMAF and seconds of each, BD-rates against the full-resolution encode, TCO vs access interval
-with the break-even point. Writes WORKDIR/report.md, WORKDIR/results.json and PNG plots. Finished
-points are kept in WORKDIR and skipped on a re-run (interrupt and re-run to resume). Examples::
-
-    python tools/archival_study.py configs/archival/study_default.py clip.mp4 -o work_dirs/study
-    python tools/archival_study.py configs/archival/study_tiny_ci.py a.mkv b.mkv -o work_dirs/ci \\
-        --cfg-options study.crfs=[23,33] tco.cluster_size=10
-    python tools/archival_study.py CONFIG clip.mp4 -o work_dirs/study --report-only \\
-        --cfg-options tco.horizon_days=730     # re-price the finished points, measure nothing
+Thin script for the ``basicvsr-study`` command;
+the code is in ``basicvsr_archival/tools/archival_study.py``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch
-from mmengine.config import DictAction
-from tqdm import tqdm
-
-from basicvsr_archival.archival.pipeline import run_cli
-from basicvsr_archival.archival.report import analyse, format_break_even, summary_rows, write_report
-from basicvsr_archival.archival.study import run_study
-from basicvsr_archival.archival.study_config import StudyError, load_study
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments."""
-    parser = argparse.ArgumentParser(description="Rate-distortion and storage-cost study of SR archival.")
-    parser.add_argument("config", help="study config, e.g. configs/archival/study_default.py")
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="source videos (never modified)")
-    parser.add_argument("-o", "--work-dir", required=True, help="study folder: points, archives, report")
-    parser.add_argument(
-        "--cfg-options", nargs="+", action=DictAction, default={},
-        help="override config entries, e.g. study.crfs=[23,28] tco.cluster_size=10 restore.device=cpu",
-    )  # fmt: skip
-    parser.add_argument(
-        "--report-only", action="store_true", help="measure nothing: analyse the finished points"
-    )
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads for torch (default: its own choice); timings depend on it"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the study, write the report and print the summary."""
-    args = parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise StudyError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    study = load_study(args.config, args.cfg_options)
-    try:
-        measured = run_study(
-            study, args.videos, args.work_dir, progress=not args.no_progress, compute=not args.report_only,
-            log=lambda msg: tqdm.write(msg, file=sys.stderr),
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to continue (finished points are kept)",
-              file=sys.stderr)  # fmt: skip
-        return 130
-    results = analyse(measured, study)
-    paths = write_report(results, Path(args.work_dir))
-    for video in results["videos"]:
-        print(f"{video['id']}: {len(video['points'])} points")
-        for row in summary_rows(video):
-            p = row["point"]
-            be = "original" if row["anchor"] else format_break_even(row["break_even"])
-            quality = (
-                f"PSNR {p['psnr']:.2f} dB, VMAF {p['vmaf'] if p['vmaf'] is None else round(p['vmaf'], 2)}"
-            )
-            print(f"  {p['point']:<22} {p['bytes']:>10.0f} B  {quality}  {be}")
-    print(f"report: {paths['markdown']} (numbers: {paths['json']})")
-    return 0
-
+from basicvsr_archival.tools.archival_study import main
+from basicvsr_archival.utils.cli import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -1,49 +1,14 @@
+#!/usr/bin/env python
 """Verify an archive: format version, members present, sizes and SHA-256 hashes (and the base checkpoint).
 
-Examples::
-
-    python tools/verify_archive.py clip.archive
-    python tools/verify_archive.py clip.tar --check-base --base-checkpoint chkpts/
+Thin script for the ``basicvsr-verify`` command;
+the code is in ``basicvsr_archival/tools/verify_archive.py``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from basicvsr_archival.archival.container import verify_archive
-from basicvsr_archival.archival.model_storage import find_base_checkpoint
-from basicvsr_archival.archival.pipeline import run_cli
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments."""
-    parser = argparse.ArgumentParser(
-        description="Check an archive's integrity; exit 1 with one line if it fails."
-    )
-    parser.add_argument("archive", help="archive directory or .tar")
-    parser.add_argument(
-        "--check-base", action="store_true", help="also find the base checkpoint and check its hash"
-    )
-    parser.add_argument(
-        "--base-checkpoint", action="append", default=[], help="base checkpoint file or folder"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Verify and print one summary line."""
-    args = parse_args(argv)
-    report = verify_archive(args.archive)
-    print(report.summary())
-    base = (report.manifest.get("model") or {}).get("base_checkpoint")
-    if args.check_base and base:
-        print(f"base checkpoint: {find_base_checkpoint(base, args.base_checkpoint)} (sha256 matches)")
-    return 0
-
+from basicvsr_archival.tools.verify_archive import main
+from basicvsr_archival.utils.cli import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

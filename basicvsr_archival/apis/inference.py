@@ -1,7 +1,8 @@
 """Inference API: build a restorer from a config, read frames, restore them streaming, write the result.
 
 * :func:`init_model` builds ``cfg.model`` and loads an (official-layout) checkpoint strictly;
-* :func:`read_frame_source` opens a folder of image frames or any ffmpeg-readable video lazily;
+* :func:`read_frame_source` opens a folder of image frames or any ffmpeg-readable video lazily
+  (:mod:`.frame_source`);
 * :func:`restore_video_frames` restores frames in overlapping chunks (recurrent, see
   :mod:`.streaming`) or window by window (sliding window) and yields RGB uint8 output frames,
   holding only a chunk / window in memory;
@@ -16,36 +17,30 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import load_checkpoint
 from torch import nn
 from tqdm import tqdm
 
-from basicvsr_archival.models.backends import BackendSettings, apply_backend, preferred_memory_format
-from basicvsr_archival.registry import MODELS
-from basicvsr_archival.utils.checkpoint import CheckpointReadError
-from basicvsr_archival.utils.checkpoint import read_state_dict as _read_state_dict
-from basicvsr_archival.utils.ffmpeg import (
-    MediaError,
-    VideoInputError,
-    ffmpeg_exe,
-    iter_video_frames,
-    probe_video,
+from basicvsr_archival.errors import (  # noqa: F401  (re-exported by basicvsr_archival.apis)
+    CheckpointError,
+    CheckpointMismatchError,
+    FrameSourceError,
+    InferenceError,
+    OutputExistsError,
+    OutputPathError,
+    first_line,
 )
-from basicvsr_archival.utils.output import OutputExistsError as _OutputExistsError
-from basicvsr_archival.utils.output import OutputPathError as _OutputPathError
+from basicvsr_archival.models.backends import BackendSettings, apply_backend, preferred_memory_format
+from basicvsr_archival.models.builder import build_restorer
+from basicvsr_archival.utils.ffmpeg import MediaError
 from basicvsr_archival.utils.output import check_output_path as _check_output_path
 from basicvsr_archival.utils.output import (
     is_video_output,  # noqa: F401  (re-exported by basicvsr_archival.apis)
@@ -53,6 +48,13 @@ from basicvsr_archival.utils.output import (
     write_png,
 )
 
+from .frame_source import (  # noqa: F401  (re-exported by basicvsr_archival.apis)
+    FOLDER_FPS,
+    IMAGE_EXTENSIONS,
+    FrameSource,
+    read_frame_source,
+    synthetic_frame_source,
+)
 from .streaming import (
     OverlapError,
     overlapped_chunks,
@@ -66,34 +68,7 @@ from .streaming import sliding_windows as _sliding_windows
 PathLike = str | os.PathLike
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-FOLDER_FPS = Fraction(25)  # frame rate given to a folder of frames (and to a video written from one)
 PRECISIONS = ("fp32", "fp16", "bf16")
-_MAX_LISTED_KEYS = 3
-
-
-class InferenceError(Exception):
-    """A user-facing inference failure; its message is one line naming the file and the problem."""
-
-
-class CheckpointError(InferenceError):
-    """A checkpoint file is missing or is not a readable PyTorch checkpoint."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A checkpoint's parameter names or shapes do not fit the model built from the config."""
-
-
-class FrameSourceError(InferenceError, ValueError):
-    """An input folder / video is missing, empty or unreadable."""
-
-
-class OutputPathError(InferenceError, _OutputPathError):
-    """An output path is unusable, e.g. it would overwrite the input or has an unknown extension."""
-
-
-class OutputExistsError(OutputPathError, _OutputExistsError):
-    """The output (or a same-named frame in the output folder) exists and ``overwrite`` is off."""
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -127,56 +102,7 @@ def _load_config(config: PathLike | Config) -> Config:
     try:
         return Config.fromfile(str(path))
     except Exception as exc:  # mmengine raises many kinds (SyntaxError, KeyError, ...)
-        raise InferenceError(f"{path}: cannot read config ({_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception's message (type name if it has none)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if isinstance(exc, KeyError | IndexError | EOFError) or not lines:  # terse messages: add the type
-        return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return lines[0]
-
-
-def _checkpoint_state_dict(path: Path) -> dict[str, Any]:
-    """The state dict of a checkpoint file as mmengine sees it ('state_dict' entry, 'module.' stripped)."""
-    try:
-        return _read_state_dict(path)
-    except CheckpointReadError as exc:
-        raise CheckpointError(str(exc)) from None
-
-
-def _listed(keys: list[str]) -> str:
-    """The first few keys, comma-separated, with an ellipsis if there are more."""
-    more = ", ..." if len(keys) > _MAX_LISTED_KEYS else ""
-    return ", ".join(keys[:_MAX_LISTED_KEYS]) + more
-
-
-def describe_checkpoint_mismatch(model: nn.Module, checkpoint: PathLike) -> str | None:
-    """One line telling how the checkpoint's keys/shapes differ from ``model``'s, or None if they fit."""
-    path = Path(checkpoint)
-    ckpt = _checkpoint_state_dict(path)
-    own = model.state_dict()
-    missing = [k for k in own if k not in ckpt]
-    unexpected = [k for k in ckpt if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(ckpt[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in ckpt and hasattr(ckpt[k], "shape") and tuple(ckpt[k].shape) != tuple(own[k].shape)
-    ]
-    if not (missing or unexpected or shapes):
-        return None
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys ({_listed(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches ({_listed(shapes)})")
-    hint = ""
-    if missing and ckpt and all(f"generator.{k}" in own for k in ckpt):
-        hint = " - looks like a bare generator state dict: save it with the 'generator.' key prefix"
-    return f"{path}: checkpoint does not fit the model of the config: " + "; ".join(parts) + hint
+        raise InferenceError(f"{path}: cannot read config ({first_line(exc)})") from exc
 
 
 def init_model(
@@ -200,24 +126,11 @@ def init_model(
     (:func:`~basicvsr_archival.models.backends.preferred_memory_format`). Same parameters and state
     dict either way.
     """
-    import basicvsr_archival.models  # noqa: F401  (registers BasicVSR, BasicVSRPlusPlus, ... in MODELS)
-
     cfg = _load_config(config)
     dev = resolve_device(device)
     if "model" not in cfg:
         raise InferenceError(f"{getattr(cfg, 'filename', None) or 'config'}: has no 'model' entry")
-    model = MODELS.build(cfg.model)
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: checkpoint file not found")
-        try:
-            load_checkpoint(model, str(path), map_location="cpu", strict=True, logger="silent")
-        except Exception as exc:  # mmengine: RuntimeError for mismatches, pickle/OS errors for bad files
-            mismatch = describe_checkpoint_mismatch(model, path)  # raises CheckpointError if unreadable
-            if mismatch is not None:
-                raise CheckpointMismatchError(mismatch) from None
-            raise CheckpointError(f"{path}: cannot load checkpoint ({_first_line(exc)})") from exc
+    model = build_restorer(cfg.model, checkpoint)
     model.cfg = cfg
     model.to(dev)
     settings = BackendSettings.from_env() if backend_settings is None else backend_settings
@@ -228,126 +141,6 @@ def init_model(
     apply_backend(model, backend, settings)
     model.eval()
     return model
-
-
-# ---------------------------------------------------------------------------------------- frame sources
-@dataclass
-class FrameSource:
-    """A lazily read sequence of RGB uint8 ``(H, W, 3)`` frames; iterate it (again) to read them."""
-
-    description: str  # the input path, or a description of generated frames
-    kind: str  # 'frames' (image folder), 'video' or 'generated'
-    num_frames: int  # exact for folders; the container's count for videos
-    fps: Fraction
-    width: int
-    height: int
-    names: list[str] = field(default_factory=list)  # input frame file names (folders only)
-    path: Path | None = None
-    _open: Callable[[], Iterator[np.ndarray]] | None = field(default=None, repr=False)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        """Read the frames from the start."""
-        if self._open is None:
-            raise RuntimeError("FrameSource has no reader")
-        return self._open()
-
-    def __len__(self) -> int:
-        """Number of frames (the container's count for videos)."""
-        return self.num_frames
-
-    def output_name(self, index: int) -> str:
-        """PNG file name of output frame ``index``: the input frame's stem, or ``%08d.png`` for videos."""
-        if index < len(self.names):
-            return Path(self.names[index]).stem + ".png"
-        return f"{index:08d}.png"
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """Read one image file as RGB uint8 (H, W, 3) or raise FrameSourceError."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FrameSourceError(f"{path}: cannot read image (missing, corrupt or unsupported format)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _folder_source(folder: Path) -> FrameSource:
-    """FrameSource of the image frames in ``folder``, sorted by file name."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise FrameSourceError(f"{folder}: no image frames ({'/'.join(IMAGE_EXTENSIONS)}) in this folder")
-    stems: dict[str, Path] = {}
-    for p in files:
-        if p.stem in stems:
-            raise FrameSourceError(f"{p}: same name as {stems[p.stem].name}: output frame names would clash")
-        stems[p.stem] = p
-    first = _read_image(files[0])
-    height, width = first.shape[:2]
-
-    def frames() -> Iterator[np.ndarray]:
-        for p in files:
-            img = _read_image(p)
-            if img.shape[:2] != (height, width):
-                size = f"{img.shape[1]}x{img.shape[0]}"
-                raise FrameSourceError(
-                    f"{p}: frame size {size} differs from the first frame {width}x{height}"
-                )
-            yield img
-
-    return FrameSource(
-        str(folder), "frames", len(files), FOLDER_FPS, width, height, [p.name for p in files], folder, frames
-    )
-
-
-def read_frame_source(path: PathLike) -> FrameSource:
-    """Open a folder of image frames (png/jpg/jpeg/bmp, sorted by name) or an ffmpeg-readable video."""
-    p = Path(path)
-    if p.is_dir():
-        try:
-            return _folder_source(p)
-        except PermissionError:
-            raise FrameSourceError(f"{p}: folder is not readable (permission denied)") from None
-    if not p.exists():
-        raise FrameSourceError(f"{p}: no such file or folder")
-    try:
-        info = probe_video(p)
-    except (MediaError, OSError) as exc:
-        raise FrameSourceError(_first_line(exc)) from None
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            yield from iter_video_frames(p)
-        except VideoInputError as exc:
-            raise FrameSourceError(_first_line(exc)) from None
-
-    return FrameSource(str(p), "video", info.num_frames, info.fps, info.width, info.height, [], p, frames)
-
-
-def synthetic_frame_source(
-    num_frames: int = 12, width: int = 160, height: int = 96, fps: int = 25
-) -> FrameSource:
-    """Frames generated by ffmpeg's ``testsrc2`` pattern (moving, colourful): a built-in demo input."""
-    if num_frames < 1 or width < 16 or height < 16:
-        raise ValueError(
-            f"synthetic source needs >= 1 frame of >= 16x16, got {num_frames} of {width}x{height}"
-        )
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi"]
-    cmd += ["-i", f"testsrc2=size={width}x{height}:rate={fps}", "-frames:v", str(num_frames)]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    frame_bytes = width * height * 3
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            done = subprocess.run(cmd, check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            stderr = getattr(exc, "stderr", b"") or b""
-            detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [_first_line(exc)]
-            raise FrameSourceError(f"generating testsrc2 frames with {cmd[0]} failed: {detail[0]}") from None
-        data = np.frombuffer(done.stdout, np.uint8)
-        count = data.size // frame_bytes
-        yield from data[: count * frame_bytes].reshape(count, height, width, 3)
-
-    desc = "synthetic frames (ffmpeg testsrc2)"
-    return FrameSource(desc, "generated", num_frames, Fraction(fps), width, height, [], None, frames)
 
 
 # ---------------------------------------------------------------------------------------- restoration
@@ -505,12 +298,7 @@ def check_output_path(
     names = None
     if source is not None:
         names = [source.output_name(i) for i in range(source.num_frames)]
-    try:
-        return _check_output_path(output_path, inputs=[input_path], overwrite=overwrite, frame_names=names)
-    except _OutputExistsError as exc:
-        raise OutputExistsError(str(exc)) from None
-    except _OutputPathError as exc:
-        raise OutputPathError(str(exc)) from None
+    return _check_output_path(output_path, inputs=[input_path], overwrite=overwrite, frame_names=names)
 
 
 def _publish_folder(tmp_dir: Path, out_dir: Path, overwrite: bool) -> None:
@@ -574,7 +362,7 @@ def restoration_video_inference(
                 overwrite=overwrite,
             )
         except MediaError as exc:
-            raise InferenceError(_first_line(exc)) from None
+            raise InferenceError(first_line(exc)) from None
         return InferenceResult(out, count, *size)
     tmp_dir = make_temp_dir(out)
     try:

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import re
-import tempfile
 import time
 import types
 import warnings
@@ -42,10 +40,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicvsr_archival.apis.inference import InferenceError, PathLike
+from basicvsr_archival.errors import first_line
 from basicvsr_archival.models.backends import apply_backend
 from basicvsr_archival.models.basicvsr_plusplus import BasicVSRPlusPlus
 from basicvsr_archival.models.ops import ModulatedDeformConv2d
 from basicvsr_archival.models.spynet import SPyNet
+from basicvsr_archival.utils.atomic import atomic_path
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = 18
@@ -358,17 +358,14 @@ def export_onnx(
         )
         _check_input(spec, verify_frames, f"{out} (verification frames)")
     example = torch.rand(batch_size, num_frames, 3, height, width, generator=torch.Generator().manual_seed(0))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     start = time.perf_counter()
-    try:
+    with atomic_path(out) as tmp:
         try:
             _export_to_file(wrapper, example, tmp, dynamic_hw, opset, exporter, optimize)
         except OnnxExportError:
             raise
         except Exception as exc:
-            raise OnnxExportError(f"{out}: ONNX export failed ({_first_line(exc)})") from exc
+            raise OnnxExportError(f"{out}: ONNX export failed ({first_line(exc, with_type=True)})") from exc
         size = tmp.stat().st_size
         max_diff = None
         if verify_frames is not None:
@@ -378,27 +375,10 @@ def export_onnx(
                     f"{out}: onnxruntime's output differs from PyTorch's by {max_diff:.3g} > {tolerance:g} "
                     "on the verification frames: not written"
                 )
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; publish like any new file
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     return OnnxExportResult(
         out, num_frames, height, width, dynamic_hw, opset, exporter, size, seconds, max_diff
     )
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception message, prefixed with its type."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------- running
@@ -427,7 +407,9 @@ def onnx_session(path: PathLike):  # -> onnxruntime.InferenceSession (optional d
     try:
         return ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise OnnxExportError(f"{p}: onnxruntime cannot load it ({_first_line(exc)})") from None
+        raise OnnxExportError(
+            f"{p}: onnxruntime cannot load it ({first_line(exc, with_type=True)})"
+        ) from None
 
 
 def onnx_input_spec(session) -> OnnxInputSpec:

@@ -22,9 +22,7 @@ model stores nothing for them.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +32,8 @@ from typing import Any
 import torch
 
 from basicvsr_archival.engine.checkpoint import resume_checkpoint
+from basicvsr_archival.models.builder import build_restorer
+from basicvsr_archival.utils.atomic import atomic_path, atomic_write_json
 from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
 
 from .finetune_settings import FinetuneError, FinetuneSettings
@@ -53,16 +53,6 @@ class FinetuneResult:
 
 
 # ------------------------------------------------------------------------------------------ model set-up
-def build_restorer(model_cfg: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:
-    """Build the restorer of ``model_cfg`` with a seeded initialisation (global RNG state untouched)."""
-    import basicvsr_archival.models  # noqa: F401  (registers the networks)
-    from basicvsr_archival.registry import MODELS
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MODELS.build(dict(model_cfg))
-
-
 def check_base_fits(
     model_state: Mapping[str, torch.Tensor],
     base_state: Mapping[str, torch.Tensor],
@@ -121,7 +111,7 @@ def initial_state(
     model_cfg: Mapping[str, Any], base_checkpoint: PathLike | None, allow_extra_keys: bool, seed: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Start weights: the base checkpoint's tensors for the model's keys, or a seeded random init."""
-    model = build_restorer(model_cfg, seed)
+    model = build_restorer(model_cfg, seed=seed)
     state = model.state_dict()
     if base_checkpoint is None:
         info: dict[str, Any] = {"from": "scratch", "seed": seed}
@@ -136,30 +126,19 @@ def initial_state(
 
 def _save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_json(path, obj, default=str)
 
 
 # ------------------------------------------------------------------------------------------ evaluation
 def _model_with(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     """Restorer of ``model_cfg`` holding ``state`` (strict), in eval mode on the CPU."""
-    model = build_restorer(model_cfg)
-    model.load_state_dict(dict(state), strict=True)
-    return model.eval()
+    return build_restorer(model_cfg, state).eval()
 
 
 # ------------------------------------------------------------------------------------------ main entry

@@ -11,6 +11,7 @@ from typing import Any
 
 from mmengine.config import Config
 
+from basicvsr_archival.errors import first_line
 from basicvsr_archival.utils.ffmpeg import PathLike
 
 from . import codec as codec_mod
@@ -18,7 +19,7 @@ from .codec import CodecSettings
 from .finetune_settings import FinetuneSettings
 from .model_storage import StorageSettings
 from .package import ArchiveError, to_jsonable
-from .restore import RestoreSettings
+from .restore_settings import RestoreSettings
 
 
 class ConfigError(ArchiveError):
@@ -81,7 +82,7 @@ def read_config(path: PathLike, error: type[ArchiveError]) -> Config:
     try:
         return Config.fromfile(str(p))
     except Exception as exc:  # mmengine raises many kinds
-        raise error(f"{p}: cannot read config ({_first_line(exc)})") from None
+        raise error(f"{p}: cannot read config ({first_line(exc)})") from None
 
 
 def load_archival_config(
@@ -106,7 +107,7 @@ def load_archival_config(
         storage = StorageSettings.from_dict(dict(cfg.get("storage") or {}))
         restore = RestoreSettings.from_dict(dict(cfg.get("restore") or {}))
     except (ArchiveError, codec_mod.CodecError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {_first_line(exc)}") from None
+        raise ConfigError(f"{where}: {first_line(exc)}") from None
     model = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
     gen = model.get("generator") or {}
     factor = int(gen.get("upscale_factor", 4))
@@ -144,9 +145,3 @@ def stored_model_config(model: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("generator"), dict):
         out["generator"]["spynet_pretrained"] = None
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

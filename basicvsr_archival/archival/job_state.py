@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from basicvsr_archival.utils.atomic import atomic_write_json
 from basicvsr_archival.utils.ffmpeg import PathLike
 from basicvsr_archival.utils.lock import exclusive_lock
 
@@ -67,10 +66,7 @@ class JobState:
 
     def save(self) -> None:
         """Write the state atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{STATE_NAME}.tmp-{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps(to_jsonable(self.data), indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, to_jsonable(self.data))
 
 
 def default_work_dir(output: PathLike) -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from basicvsr_archival.errors import first_line
 from basicvsr_archival.utils import env
 from basicvsr_archival.utils.checkpoint import CheckpointReadError
 from basicvsr_archival.utils.checkpoint import read_state_dict as read_checkpoint_state_dict
@@ -107,12 +108,6 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BaseCheckpointError(f"{path}: checkpoint holds no state dict of tensors")
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception message (its type name if empty)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _cast(t: torch.Tensor, dtype: str) -> tuple[torch.Tensor, float | None]:
@@ -309,7 +304,7 @@ def decode_model(
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip / pickle
-        raise ArchiveCorruptError(f"{where}: model member is unreadable ({_first_line(exc)})") from None
+        raise ArchiveCorruptError(f"{where}: model member is unreadable ({first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ArchiveFormatError(f"{where}: not a {MODEL_FORMAT} model")
     scales = payload.get("scales", {})

@@ -1,4 +1,4 @@
-"""The archive format: its errors, SHA-256 hashing and the self-checking ``manifest.json``.
+"""The archive format: its errors (``errors.py``), SHA-256 hashing and the self-checking ``manifest.json``.
 
 An archive (written and read by :mod:`.container`) holds the LR bitstream, the (delta) SR model
 (:mod:`.model_storage`) and ``manifest.json``: format version, SHA-256 + bytes of every member and of
@@ -23,6 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from basicvsr_archival.errors import (  # noqa: F401  (archive errors, re-exported for archival/*)
+    ArchiveCorruptError,
+    ArchiveError,
+    ArchiveExistsError,
+    ArchiveFormatError,
+    BaseCheckpointError,
+)
+
 PathLike = str | os.PathLike
 
 FORMAT_NAME = "basicvsr-archival"
@@ -30,26 +38,6 @@ FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 MANIFEST_NAME = "manifest.json"
 CHUNK = 1 << 20  # bytes read at a time
-
-
-class ArchiveError(Exception):
-    """Base class of archive errors; the message is one line naming the file and the problem."""
-
-
-class ArchiveFormatError(ArchiveError):
-    """Not an archive of this format, or a format version this code cannot read."""
-
-
-class ArchiveCorruptError(ArchiveError):
-    """A member is missing, truncated or does not match its recorded SHA-256."""
-
-
-class ArchiveExistsError(ArchiveError):
-    """The output archive already exists (archives are never overwritten)."""
-
-
-class BaseCheckpointError(ArchiveError):
-    """The base checkpoint of a delta model is missing, unreadable or has another SHA-256."""
 
 
 # ------------------------------------------------------------------------------------------ hashing

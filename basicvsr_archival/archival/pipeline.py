@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
-from basicvsr_archival.utils import env
 from basicvsr_archival.utils.audio import extract_audio
 from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
 from basicvsr_archival.utils.frame_times import frame_times
@@ -39,7 +38,7 @@ from basicvsr_archival.utils.output import OutputPathError, check_output_locatio
 from . import codec as codec_mod
 from . import finetune as finetune_mod
 from .container import verify_archive, write_archive
-from .job_config import ArchivalConfig, _first_line, load_archival_config, stored_model_config
+from .job_config import ArchivalConfig, load_archival_config, stored_model_config
 from .job_state import STAGES, JobState, WorkDirMismatchError, default_work_dir, job_locks, resume_hint
 from .model_storage import (
     encode_model,
@@ -54,11 +53,6 @@ from .restore import restore_backend
 
 LR_NAME = "lr.mp4"
 DECODED_NAME = "lr_decoded.mkv"
-
-
-def _notes(exc: BaseException) -> str:
-    """The exception's notes (``add_note``) as ``"; note"`` suffixes of its one-line message."""
-    return "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
 
 
 @dataclass
@@ -411,33 +405,3 @@ def tool_record() -> dict[str, str]:
     import basicvsr_archival
 
     return {"name": "basicvsr_archival", "version": str(getattr(basicvsr_archival, "__version__", "unknown"))}
-
-
-# ------------------------------------------------------------------------------------------ CLI helper
-def run_cli(main: Any, argv: list[str] | None = None) -> int:
-    """Run ``main(argv)`` for a tool: known errors become one ``error: ...`` line on stderr and exit 1.
-
-    Set ``BASICVSR_DEBUG=1`` to get tracebacks instead.
-    """
-    import sys
-
-    from basicvsr_archival.apis.inference import InferenceError
-    from basicvsr_archival.utils.ffmpeg import MediaError
-
-    if env.read("BASICVSR_DEBUG"):
-        return int(main(argv) or 0)
-    try:
-        return int(main(argv) or 0)
-    except KeyboardInterrupt:
-        print("error: interrupted (re-run with --resume to continue where it stopped)", file=sys.stderr)
-        return 130
-    except (ArchiveError, MediaError, InferenceError, OSError) as exc:
-        print(f"error: {_first_line(exc)}{_notes(exc)}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a CLI shows one line, not a traceback
-        msg = (
-            f"error: unexpected {type(exc).__name__}: {_first_line(exc)}{_notes(exc)} "
-            "(BASICVSR_DEBUG=1 shows a traceback)"
-        )
-        print(msg, file=sys.stderr)
-        return 1

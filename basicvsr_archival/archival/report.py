@@ -18,14 +18,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
+from basicvsr_archival.utils.atomic import atomic_path, atomic_write_text
 
 from .package import to_jsonable
 from .study_analysis import bd_rate, charged_bytes, tco_curves, tco_scenario, write_json_atomic
@@ -382,12 +382,8 @@ def plot_tco(video: Mapping[str, Any], path: Path) -> None:
 
 def _save(fig: Figure, path: Path) -> None:
     """Save a PNG to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}.png")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_report(results: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
@@ -402,10 +398,5 @@ def write_report(results: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
         if video.get("tco"):
             paths[f"tco_{video['id']}"] = work / f"tco_{video['id']}.png"
             plot_tco(video, paths[f"tco_{video['id']}"])
-    tmp = paths["markdown"].with_name(f".report.md.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(markdown_report(results))
-        os.replace(tmp, paths["markdown"])
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(paths["markdown"], markdown_report(results))
     return paths

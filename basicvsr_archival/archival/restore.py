@@ -42,7 +42,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,8 @@ import cv2
 import numpy as np
 import torch
 
-from basicvsr_archival.apis.streaming import OverlapError, default_overlap, resolve_overlap
+from basicvsr_archival.apis.streaming import default_overlap
+from basicvsr_archival.errors import CheckpointMismatchError, first_line
 from basicvsr_archival.models.backends import (
     BACKENDS,
     BackendSettings,
@@ -59,17 +59,11 @@ from basicvsr_archival.models.backends import (
     backend_record,
     planned_record,
 )
+from basicvsr_archival.models.builder import build_restorer
 from basicvsr_archival.utils.audio import mux_streams
 from basicvsr_archival.utils.ffmpeg import MediaError, PathLike, VideoWriter, atomic_output, iter_video_frames
 from basicvsr_archival.utils.frame_times import retime_video
-from basicvsr_archival.utils.output import (
-    OutputExistsError,
-    OutputIsInputError,
-    OutputPathError,
-    check_output_path,
-    make_temp_dir,
-    write_png,
-)
+from basicvsr_archival.utils.output import check_output_path, make_temp_dir, write_png
 from basicvsr_archival.utils.threads import pinned_threads
 
 from .container import open_archive
@@ -79,116 +73,28 @@ from .model_storage import (
     find_base_checkpoint,
     read_state_dict,
 )
-from .package import (
-    ArchiveCorruptError,
-    ArchiveError,
-    ArchiveExistsError,
-    member_of,
+from .package import ArchiveCorruptError, member_of
+from .restore_settings import (  # noqa: F401  (re-exported: the restore API)
+    PRECISIONS,
+    RestoreError,
+    RestoreResult,
+    RestoreSettings,
 )
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 # x264's output bytes depend on its thread count (default: the machine's cores): a fixed count makes
 # the video file, not only its frames, the same on every machine (the model dominates the time)
 ENCODER_THREADS = 4
 logger = logging.getLogger(__name__)
 
 
-class RestoreError(ArchiveError):
-    """The archive cannot be restored as asked (bad settings, output path, frame count mismatch)."""
-
-
-@dataclass(frozen=True)
-class RestoreSettings:
-    """How an archive is restored: device (None = CUDA if available), precision, chunks, output codec.
-
-    Chunks: ``max_seq_len`` frames per model call (None = the whole video at once), ``overlap``
-    frames of context on each side of a chunk (None = ``min(3, max_seq_len // 4)``, resolved to a
-    number when the settings are built, so a manifest records the value used). Output: ``lossless``
-    (libx264rgb CRF 0, or FFV1 with ``codec='ffv1'`` in .mkv) or ``codec`` / ``crf`` / ``preset`` /
-    ``pix_fmt`` of a lossy encode.
-    """
-
-    device: str | None = None
-    precision: str = "fp32"
-    max_seq_len: int | None = 30
-    overlap: int | None = None
-    lossless: bool = True
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
-
-    def __post_init__(self) -> None:
-        """Validate the fields."""
-        if self.precision not in PRECISIONS:
-            raise RestoreError(f"restore.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.max_seq_len is not None and (not isinstance(self.max_seq_len, int) or self.max_seq_len < 1):
-            raise RestoreError(f"restore.max_seq_len must be None or an int >= 1, got {self.max_seq_len!r}")
-        try:
-            overlap = resolve_overlap(self.max_seq_len, self.overlap)
-        except OverlapError as exc:
-            raise RestoreError(f"restore.{exc}") from None
-        object.__setattr__(self, "overlap", overlap)  # frozen: store the resolved value
-        if self.device is not None and not str(self.device).startswith(("cpu", "cuda")):
-            raise RestoreError(f"restore.device must be None, 'cpu' or 'cuda[:N]', got {self.device!r}")
-
-    @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> RestoreSettings:
-        """Build from a config mapping (``output`` sub-dict flattened); unknown keys are an error."""
-        flat = {k: v for k, v in cfg.items() if k != "output"}
-        flat.update(dict(cfg.get("output") or {}))
-        unknown = sorted(set(flat) - {f.name for f in fields(cls)})
-        if unknown:
-            raise RestoreError(f"unknown restore setting(s) {unknown}")
-        return cls(**flat)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict in the config layout (``output`` sub-dict)."""
-        d = asdict(self)
-        out = {k: d.pop(k) for k in ("lossless", "codec", "crf", "preset", "pix_fmt")}
-        return {**d, "output": out}
-
-
-@dataclass
-class RestoreResult:
-    """What :func:`restore_archive` wrote, and how long it took."""
-
-    output: Path
-    num_frames: int
-    width: int
-    height: int
-    fps: Fraction
-    seconds: float
-    device: str
-    precision: str
-    model: str  # 'archive' or 'base'
-    max_seq_len: int | None = None
-    overlap: int = 0
-    notes: list[str] = field(default_factory=list)  # what a PNG folder could not keep, AAC fallbacks
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def build_model(
     model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, subset: bool = False
 ) -> torch.nn.Module:
     """The restorer of ``model_cfg`` with ``state`` loaded strictly (``subset``: only the model's keys)."""
-    import basicvsr_archival.models  # noqa: F401  (registers the networks)
-    from basicvsr_archival.registry import MODELS
-
     try:
-        model = MODELS.build(dict(model_cfg))
-        if subset:
-            state = {k: state[k] for k in model.state_dict()}
-        model.load_state_dict(dict(state), strict=True)
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise ArchiveCorruptError(
-            f"{where}: stored model does not fit its config ({_first_line(exc)})"
-        ) from None
+        model = build_restorer(model_cfg, state, subset=subset, where=f"{where}: stored model")
+    except (CheckpointMismatchError, KeyError, TypeError) as exc:
+        raise ArchiveCorruptError(first_line(exc)) from None
     return model.eval()
 
 
@@ -223,20 +129,6 @@ def load_archive_model(
     data = (folder / member).read_bytes()
     state = decode_model(data, compression, base_state, f"{where}/{member}", init_state)
     return build_model(model_info["config"], state, where)
-
-
-def _check_output(out: PathLike, forbid: Iterable[Path], overwrite: bool, codec: str | None = None) -> str:
-    """Check the output path (utils/output.py rules; a frame folder is replaced whole); returns its kind."""
-    try:
-        kind = check_output_path(out, inputs=forbid, overwrite=overwrite, frame_names=None, codec=codec)
-    except (OutputExistsError, OutputIsInputError) as exc:
-        raise ArchiveExistsError(str(exc)) from None
-    except OutputPathError as exc:
-        raise RestoreError(str(exc)) from None
-    folder = Path(out)
-    if folder.is_dir() and any(f.suffix.lower() != ".png" or not f.is_file() for f in folder.iterdir()):
-        raise RestoreError(f"{folder}: holds files other than PNG frames; choose an empty or new folder")
-    return kind
 
 
 def reference_init_state(model_info: Mapping[str, Any], where: str) -> dict[str, torch.Tensor] | None:
@@ -371,7 +263,9 @@ def restore_archive(
     out = Path(output)
     t0 = time.perf_counter()
     notes: list[str] = []
-    _check_output(output, [src], overwrite)  # before the archive is verified (hashed) or extracted
+    check_output_path(
+        output, inputs=[src], overwrite=overwrite, frames_only=True
+    )  # before the archive is verified (hashed) or extracted
     with open_archive(src) as (manifest, folder):
         where = str(src)
         backend, backend_settings, threads = _restore_backend_choice(
@@ -381,7 +275,9 @@ def restore_archive(
         settings = RestoreSettings.from_dict({"overlap": 0, **manifest["settings"]["restore"]})
         exact = settings.lossless if lossless is None else lossless  # lossless: libx264rgb, or ffv1
         codec = settings.codec if not exact else "ffv1" if settings.codec == "ffv1" else "libx264rgb"
-        kind = _check_output(output, [src, folder], overwrite, codec)
+        kind = check_output_path(
+            output, inputs=[src, folder], overwrite=overwrite, codec=codec, frames_only=True
+        )
         source = manifest["source"]
         fps = Fraction(str(source["fps"]))
         want = (int(source["num_frames"]), int(source["width"]), int(source["height"]))
@@ -413,7 +309,7 @@ def restore_archive(
                     count, size = _write_frames_dir(frames, out)
                     notes = _frames_dir_notes(*extras)
         except (InferenceError, MediaError) as exc:
-            raise RestoreError(f"{where}: restore failed: {_first_line(exc)}") from None
+            raise RestoreError(f"{where}: restore failed: {first_line(exc)}") from None
     if (count, *size) != want:
         raise RestoreError(
             f"{out}: restored {count} frames of {size[0]}x{size[1]}, "

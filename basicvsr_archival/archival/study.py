@@ -35,8 +35,6 @@ import datetime
 import hashlib
 import json
 import math
-import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +45,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from basicvsr_archival.utils.atomic import atomic_path
 from basicvsr_archival.utils.ffmpeg import (
     PathLike,
     chroma_subsampling,
@@ -103,18 +102,13 @@ def prepare_source(src: Path, out: Path, scales: Sequence[int], multiple: int | 
         raise StudyError(f"{src}: {info.width}x{info.height} is too small for scales {list(scales)}")
     x, y = (info.width - w) // 4 * 2, (info.height - h) // 4 * 2  # even offsets keep chroma aligned
     if not out.is_file():
-        tmp = out.with_name(f".{out.stem}.tmp-{secrets.token_hex(4)}{out.suffix}")
         pix = info.pix_fmt.replace("yuvj", "yuv")
         args = ["-y", "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", f"crop={w}:{h}:{x}:{y}",
                 "-c:v", "ffv1", "-pix_fmt", pix, "-fps_mode", "passthrough"]  # fmt: skip
         if info.color_range in ("tv", "pc"):
             args += ["-color_range", info.color_range]
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
             run_ffmpeg([*args, str(tmp)], f"cropping {src} to {w}x{h}")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
     return out, {**crop, "cropped": True, "offset": [x, y], "file": str(out)}
 
 
@@ -170,9 +164,8 @@ def _base_checkpoints(study: Study, work: Path, progress: bool) -> dict[int, Pat
             cfg = archival_config(raw, s, int(pre.get("crf") or study.archival.codec.crf))
             job = run_archive_job(cfg, src, folder / "pretrain.archive", folder / "pretrain.work", True,
                                   progress=progress)  # fmt: skip
-            tmp = base.with_name(f".base.pth.tmp-{secrets.token_hex(4)}")
-            shutil.copyfile(job.work_dir / "finetune" / "finetuned.pth", tmp)
-            os.replace(tmp, base)
+            with atomic_path(base) as tmp:
+                shutil.copyfile(job.work_dir / "finetune" / "finetuned.pth", tmp)
         out[s] = base
     return out
 

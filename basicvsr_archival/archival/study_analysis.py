@@ -7,10 +7,7 @@ ownership against the access interval with the break-even interval.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
+
+from basicvsr_archival.utils.atomic import atomic_write_json
 
 from .cost import ArchiveScenario, sr_archive_bytes
 from .package import to_jsonable
@@ -29,14 +28,8 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------------------------------ small helpers
 def write_json_atomic(obj: Any, path: Path) -> None:
-    """Write JSON to a temporary file beside ``path`` and ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(json.dumps(to_jsonable(obj), indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``obj`` (made JSON-friendly) to ``path`` atomically (``utils.atomic``)."""
+    atomic_write_json(path, to_jsonable(obj))
 
 
 def charged_bytes(point: Mapping[str, Any], model_shared_by: int = 1) -> float:

@@ -10,12 +10,13 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from basicvsr_archival.utils.atomic import atomic_path, atomic_write_bytes
 
 __all__ = [
     "IMG_EXTENSIONS",
@@ -135,15 +136,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray, overwrite: bool = True
     ok, buf = cv2.imencode(out.suffix or ".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{out}: cv2 could not encode a {out.suffix!r} image")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write_bytes(out, buf.tobytes())
 
 
 def place_file(src: str | os.PathLike, dst: str | os.PathLike, link: bool = False) -> Path:
@@ -153,17 +146,10 @@ def place_file(src: str | os.PathLike, dst: str | os.PathLike, link: bool = Fals
         raise FileNotFoundError(f"{src_p}: file to copy not found")
     if out.exists() and os.path.samefile(src_p, out):
         raise ValueError(f"{out}: refusing to replace a file with itself")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         if link:
             os.unlink(tmp)
             os.link(src_p, tmp)
         else:
             shutil.copyfile(src_p, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out

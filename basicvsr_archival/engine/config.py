@@ -14,6 +14,8 @@ from typing import Any
 
 from mmengine.config import Config
 
+from basicvsr_archival.errors import ConfigError
+
 __all__ = [
     "DATALOADERS",
     "TRAIN_KEYS",
@@ -26,10 +28,6 @@ __all__ = [
 
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper")  # what mmengine's Runner.train needs
-
-
-class ConfigError(ValueError):
-    """A config cannot be used for the job asked of it; the message names the file and the problem."""
 
 
 def _datasets(cfg: Config) -> list[dict]:

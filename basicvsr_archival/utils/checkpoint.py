@@ -15,13 +15,11 @@ from typing import Any
 
 import torch
 
+from basicvsr_archival.errors import CheckpointReadError
+
 PathLike = str | os.PathLike
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
 _PICKLE_PROTOCOLS = (2, 3, 4, 5)  # the legacy format: a pickle (protocol 2 from torch.save)
-
-
-class CheckpointReadError(ValueError):
-    """A checkpoint file is missing or unreadable; the message is one line naming it."""
 
 
 def _first_sentence(text: str) -> str:

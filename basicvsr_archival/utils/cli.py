@@ -1,10 +1,13 @@
-"""Shared command-line plumbing: one-line errors and exit codes for the tools and the demo."""
+"""Shared command-line plumbing: one-line errors, exit codes and ``--debug`` for the tools and the demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from basicvsr_archival.errors import BasicVSRError, first_line, notes
+from basicvsr_archival.utils import env
 
 
 def parse_int(text: str) -> int:
@@ -27,26 +30,36 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def guarded_main(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run ``run(args)``; turn failures into one ``error: ...`` line on stderr and exit code 1.
+def add_debug_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--debug`` (show the traceback instead of one ``error:`` line) to a tool's parser."""
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    return parser
 
-    Exit codes: ``run``'s own (0 ok), 1 for an error, 130 for Ctrl-C (argparse already exits with 2
-    on bad arguments). A user-facing ``InferenceError`` prints its message; anything else also names
-    its type and points at ``--debug``, which re-raises for the traceback.
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a tool's ``main(argv)``; turn a failure into one ``error: ...`` line on stderr and exit code 1.
+
+    Exit codes: ``main``'s own (0 ok), 1 for an error, 130 for Ctrl-C (argparse already exits with 2
+    on bad arguments). A :class:`~basicvsr_archival.errors.BasicVSRError` or ``OSError`` prints its
+    first line (and its notes); anything else is ``unexpected <type>: ...`` and points at ``--debug``.
+    ``--debug`` among the arguments (or ``BASICVSR_DEBUG=1``, its documented alias in ``utils/env``)
+    re-raises for the traceback.
     """
-    from basicvsr_archival.apis import InferenceError
-
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or bool(env.read("BASICVSR_DEBUG"))
     try:
-        return run(args)
+        code = main(args)
+        return code if isinstance(code, int) else 0  # tools/test.py returns its metrics
     except KeyboardInterrupt:
+        if debug:
+            raise
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:
-        if getattr(args, "debug", False):
+    except Exception as exc:
+        if debug:
             raise
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        text = lines[0] if lines else ""
-        if not isinstance(err, InferenceError):  # unexpected: name the kind of failure
-            text = f"{type(err).__name__}: {text} (rerun with --debug for the traceback)"
+        text = f"{first_line(exc)}{notes(exc)}"
+        if not isinstance(exc, BasicVSRError | OSError):  # unexpected: name the kind of failure
+            text = f"unexpected {type(exc).__name__}: {text} (rerun with --debug for the traceback)"
         print(f"error: {text}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ import os
 VARIABLES: dict[str, str] = {
     "BASICVSR_FFMPEG": "path of the ffmpeg binary (default: the one bundled by imageio-ffmpeg)",
     "BASICVSR_ARCHIVAL_CHKPTS": "extra folders searched for base checkpoints (os.pathsep-separated)",
-    "BASICVSR_DEBUG": "1: tools print tracebacks instead of one 'error:' line",
+    "BASICVSR_DEBUG": "1: tools print tracebacks instead of one 'error:' line (alias of their --debug)",
     "BASICVSR_CACHE_DIR": "folder for just-in-time built CPU kernels (default ~/.cache/basicvsr_archival)",
     "CC": "C compiler for the just-in-time kernel build (default: cc, gcc or clang on PATH)",
     "BASICVSR_CONV_IMPL": "default convolution implementation of the CPU backend settings",

@@ -14,7 +14,8 @@ from fractions import Fraction
 
 import av
 
-from .ffmpeg import FpsLike, MediaError, PathLike, VideoInputError, _open_video, as_fraction, check_not_input
+from .ffmpeg import FpsLike, MediaError, PathLike, VideoInputError, as_fraction, check_not_input
+from .video_read import open_video
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class FrameTimes:
 
 def frame_times(path: PathLike) -> FrameTimes | None:
     """Frame times of the first video stream from its packets (no decoding); None if any lacks a pts."""
-    container, stream = _open_video(path)
+    container, stream = open_video(path)
     try:
         pts = [pkt.pts for pkt in container.demux(stream) if pkt.size > 0]
         time_base = stream.time_base

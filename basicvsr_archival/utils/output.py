@@ -25,7 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .ffmpeg import MediaError, PathLike
+from basicvsr_archival.errors import FrameWriteError, OutputExistsError, OutputIsInputError, OutputPathError
+
+from .atomic import UMASK
+from .ffmpeg import PathLike
 
 # Containers the restoring tools write, and the encoders each takes (checked with this project's
 # ffmpeg: each pair writes a file that decodes frame-exactly; libx265 in .avi and FFV1 outside
@@ -37,24 +40,6 @@ VIDEO_CONTAINERS: dict[str, tuple[str, ...]] = {
     ".avi": ("libx264", "libx264rgb"),
 }
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # the process umask, read once: created folders get normal permissions
-
-
-class OutputPathError(MediaError, ValueError):
-    """An output path is unusable; the message is one line naming it and the problem."""
-
-
-class OutputExistsError(OutputPathError):
-    """The output (or a frame in an output folder) exists and overwriting was not asked for."""
-
-
-class OutputIsInputError(OutputPathError):
-    """The output is, is inside or holds one of the inputs."""
-
-
-class FrameWriteError(MediaError, OSError):
-    """An output frame could not be written (``errno`` kept: ENOSPC for a full disk)."""
 
 
 def _suffixes() -> str:
@@ -110,6 +95,7 @@ def check_output_path(
     overwrite: bool = False,
     frame_names: Iterable[str] | None = None,
     codec: str | None = None,
+    frames_only: bool = False,
 ) -> str:
     """Check an output path before any work; return its kind (``'video'`` / ``'frames'``).
 
@@ -118,7 +104,8 @@ def check_output_path(
     path that is a folder (or a frame path that is a file), a ``codec`` its container does not take;
     :class:`OutputExistsError` for an existing output unless ``overwrite``: an existing video file; in
     an existing folder, one of ``frame_names`` (or, with ``frame_names=None``, anything at all, for a
-    writer that replaces the whole folder).
+    writer that replaces the whole folder). ``frames_only`` (a writer that replaces the whole folder):
+    an existing output folder may hold PNG frames only (else OutputPathError, even with ``overwrite``).
     """
     out = Path(output)
     for item in inputs:
@@ -153,6 +140,12 @@ def check_output_path(
             raise OutputExistsError(f"{clash}: already exists (pass --overwrite to replace it)")
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
         raise OutputPathError(f"{out}: folder is not writable")
+    if (
+        frames_only
+        and out.is_dir()
+        and any(f.suffix.lower() != ".png" or not f.is_file() for f in out.iterdir())
+    ):
+        raise OutputPathError(f"{out}: holds files other than PNG frames; choose an empty or new folder")
     return kind
 
 
@@ -161,7 +154,7 @@ def make_temp_dir(output: PathLike) -> Path:
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700: a published frame folder must be readable
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700: a published frame folder must be readable
     return tmp
 
 

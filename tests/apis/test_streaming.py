@@ -30,7 +30,6 @@ from basicvsr_archival.utils.ffmpeg import MediaError, probe_video, run_ffmpeg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny_basicvsrpp_c8n1.py"
-DEMO = REPO_ROOT / "demo" / "restoration_video_demo.py"
 
 
 class NearestUpscale4(torch.nn.Module):
@@ -241,11 +240,10 @@ def test_no_audio_in_video_only_input_frames_output_or_when_disabled(tmp_path: P
 
 # ---------------------------------------------------------------------------------------- demo
 def _demo():
-    """Import ``demo/restoration_video_demo.py`` as a module."""
-    spec = importlib.util.spec_from_file_location("restoration_video_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The demo's module (``demo/restoration_video_demo.py`` runs its ``main``)."""
+    import basicvsr_archival.tools.demo
+
+    return basicvsr_archival.tools.demo
 
 
 def test_demo_overlap_and_audio_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

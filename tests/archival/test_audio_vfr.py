@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from basicvsr_archival.archival import container, package
-from basicvsr_archival.archival.pipeline import run_archive_job, run_cli
+from basicvsr_archival.archival.pipeline import run_archive_job
 from basicvsr_archival.archival.restore import restore_archive
 from basicvsr_archival.utils.audio import audio_duration, audio_streams, extract_audio
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import probe_video, run_ffmpeg
 from basicvsr_archival.utils.frame_times import frame_times
 

@@ -22,8 +22,9 @@ from basicvsr_archival.archival.evaluate import (
     vmaf_score,
 )
 from basicvsr_archival.archival.finetune import initial_state
-from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
+from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job
 from basicvsr_archival.evaluation.metrics import psnr
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video, iter_video_frames
 
 REPO = Path(__file__).resolve().parents[2]

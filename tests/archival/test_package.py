@@ -270,7 +270,7 @@ def test_verify_cli_one_line_error(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("verify_tool", REPO / "tools" / "verify_archive.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    from basicvsr_archival.archival.pipeline import run_cli
+    from basicvsr_archival.utils.cli import run_cli
 
     out = _archive(tmp_path)
     assert run_cli(tool.main, [str(out)]) == 0

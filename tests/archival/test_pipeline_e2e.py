@@ -23,7 +23,8 @@ import pytest
 from basicvsr_archival.archival import container, package
 from basicvsr_archival.archival.evaluate import evaluate_archive
 from basicvsr_archival.archival.job_state import JobState
-from basicvsr_archival.archival.pipeline import run_archive_job, run_cli
+from basicvsr_archival.archival.pipeline import run_archive_job
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video, probe_video
 
 REPO = Path(__file__).resolve().parents[2]

@@ -205,7 +205,7 @@ def test_a_different_initialisation_is_one_error_line(scratch_archive, tmp_path,
     import shutil
 
     from basicvsr_archival.archival.package import MANIFEST_NAME, dump_manifest
-    from basicvsr_archival.archival.pipeline import run_cli
+    from basicvsr_archival.utils.cli import run_cli
 
     bad = tmp_path / "bad.archive"
     shutil.copytree(scratch_archive, bad)

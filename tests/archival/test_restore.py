@@ -14,8 +14,10 @@ import torch
 
 from basicvsr_archival.archival import container, model_storage, package
 from basicvsr_archival.archival.finetune import initial_state
-from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
+from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job
 from basicvsr_archival.archival.restore import RestoreError, RestoreSettings, decoded_frames, restore_archive
+from basicvsr_archival.errors import OutputExistsError, OutputIsInputError, OutputPathError
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video, probe_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,15 +126,15 @@ def test_missing_or_mismatched_base_checkpoint(archives, tmp_path, monkeypatch):
 def test_restore_refuses_inputs_and_existing_outputs(archives, tmp_path, capsys):
     arch, base = archives["dir"], archives["base"]
     for out in (arch, arch / "lr.mp4", arch / "restored.mp4"):
-        with pytest.raises(package.ArchiveExistsError, match="overwrite the input"):
+        with pytest.raises(OutputIsInputError, match="overwrite the input"):
             restore_archive(arch, out, base_checkpoint=base, progress=False)
     existing = tmp_path / "existing.mp4"
     existing.write_bytes(b"keep me")
-    with pytest.raises(package.ArchiveExistsError, match="already exists"):
+    with pytest.raises(OutputExistsError, match="already exists"):
         restore_archive(arch, existing, base_checkpoint=base, progress=False)
     assert existing.read_bytes() == b"keep me"
     (tmp_path / "dir.mp4").mkdir()
-    with pytest.raises(RestoreError, match="is a folder"):
+    with pytest.raises(OutputPathError, match="is a folder"):
         restore_archive(arch, tmp_path / "dir.mp4", base_checkpoint=base, progress=False)
     tool = _tool("restore")
     argv = [
@@ -218,9 +220,9 @@ def test_restore_to_avi_and_png_folder(archives, tmp_path):
 def test_restore_checks_the_output_path_first(archives, tmp_path, capsys):
     base = archives["base"]
     for out in (tmp_path / "out.xyz", tmp_path / "out.png"):
-        with pytest.raises(RestoreError, match=r"unknown output extension '\.\w+'"):
+        with pytest.raises(OutputPathError, match=r"unknown output extension '\.\w+'"):
             restore_archive(archives["dir"], out, base_checkpoint=base, progress=False)
-    with pytest.raises(RestoreError, match="unknown output extension"):  # before the archive is even read
+    with pytest.raises(OutputPathError, match="unknown output extension"):  # before the archive is even read
         restore_archive(tmp_path / "missing.archive", tmp_path / "out.xyz", progress=False)
     a_file = tmp_path / "passwd"
     a_file.write_text("x")

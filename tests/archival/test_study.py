@@ -25,9 +25,9 @@ import pytest
 
 from basicvsr_archival.archival import container
 from basicvsr_archival.archival.cost import ArchiveScenario, CostModel
-from basicvsr_archival.archival.pipeline import run_cli
 from basicvsr_archival.archival.study_analysis import bd_rate, charged_bytes, tco_curves
 from basicvsr_archival.archival.study_config import load_study
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video
 
 REPO = Path(__file__).resolve().parents[2]

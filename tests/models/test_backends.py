@@ -214,25 +214,15 @@ def test_init_model_applies_the_backend():
     assert list(auto.state_dict()) == list(plain.state_dict())
 
 
-def _load_script(path: Path):
-    """Import a script (tools/ or demo/) as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_backend_flags_of_the_demo_and_tools_restore():
     from basicvsr_archival.models.backends.settings import overrides_from_arguments
+    from basicvsr_archival.tools import demo
+    from basicvsr_archival.tools import restore as tool
 
-    tool = _load_script(REPO / "tools" / "restore.py")
     args = tool.parse_args(["a.archive", "-o", "out.mkv", "--backend", "torch", "--winograd-tile", "4"])
     assert args.backend == "torch" and overrides_from_arguments(args) == {"winograd_tile": 4}
     args = tool.parse_args(["a.archive", "-o", "out.mkv"])
     assert args.backend is None and overrides_from_arguments(args) == {}  # the archive's record
-    demo = _load_script(REPO / "demo" / "restoration_video_demo.py")
     args = demo.parse_args(["cfg.py", "ckpt.pth", "in", "out", "--conv-impl", "native", "--dcn-impl", "pure"])
     assert args.backend == "auto"
     assert overrides_from_arguments(args) == {"conv_impl": "native", "dcn_impl": "pure"}

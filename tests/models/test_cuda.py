@@ -166,7 +166,8 @@ def test_restore_on_cuda_matches_cpu(tmp_path):
     if reason or frames_dir is None:
         pytest.skip(reason or "REDS demo frames not found")
     from basicvsr_archival.archival.finetune import initial_state
-    from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
+    from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job
+    from basicvsr_archival.utils.cli import run_cli
     from basicvsr_archival.utils.ffmpeg import frames_to_video
 
     frames = tmp_path / "frames"

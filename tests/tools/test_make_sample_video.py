@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import run_ffmpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,13 +23,8 @@ TOOL_PATH = REPO / "tools" / "make_sample_video.py"
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    """The tool as a module (registered in sys.modules: its dataclasses need it)."""
-    spec = importlib.util.spec_from_file_location("tool_make_sample_video", TOOL_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    """The tool's module (``tools/make_sample_video.py`` runs its ``main``)."""
+    return importlib.import_module("basicvsr_archival.tools.make_sample_video")
 
 
 def _decoded_planes(path: Path) -> tuple[list[np.ndarray], str, str]:
@@ -50,8 +46,8 @@ def _reference_planes(tool: ModuleType, tmp: Path, frames: int, w: int, h: int, 
 
 
 def _run(tool: ModuleType, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """``cli(args)`` in-process: exit code, stdout, stderr."""
-    rc = tool.cli(list(args))
+    """The command in-process (``run_cli(main, args)``): exit code, stdout, stderr."""
+    rc = run_cli(tool.main, list(args))
     out = capsys.readouterr()
     return rc, out.out, out.err
 

@@ -17,6 +17,8 @@ import cv2
 import pytest
 import torch
 
+from basicvsr_archival.utils.cli import run_cli
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
@@ -36,10 +38,8 @@ T = 2
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("pytorch2onnx", REPO_ROOT / "tools" / "pytorch2onnx.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The tool's module (``tools/pytorch2onnx.py`` runs its ``main``)."""
+    return importlib.import_module("basicvsr_archival.tools.pytorch2onnx")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -69,8 +69,9 @@ def cli_export(model, reds_crop, tmp_path_factory):
     tool = _tool()
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = tool.main(
-            [str(TINY_CONFIG), str(ckpt), str(out), "--num-frames", str(T), "--verify", str(frames_dir)]
+        rc = run_cli(
+            tool.main,
+            [str(TINY_CONFIG), str(ckpt), str(out), "--num-frames", str(T), "--verify", str(frames_dir)],
         )
     return dict(rc=rc, out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue(), frames_dir=frames_dir)
 
@@ -141,7 +142,7 @@ def test_cli_bad_input(args, message, tmp_path, capsys):
     """Bad input: exit code 1 and one line 'error: <file>: <problem>' on stderr, nothing written."""
     (tmp_path / "empty").mkdir()
     subs = dict(missing=str(tmp_path / "missing.py"), config=str(TINY_CONFIG), tmp=str(tmp_path))
-    rc = _tool().main([a.format(**subs) for a in args])
+    rc = run_cli(_tool().main, [a.format(**subs) for a in args])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert rc == 1, err

@@ -21,10 +21,8 @@ TINY = "configs/tiny_reds_demo_train.py"
 
 
 def _load_tool(repo_root: Path, name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", repo_root / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The tool's module (``tools/<name>.py`` runs its ``main``)."""
+    return importlib.import_module(f"basicvsr_archival.tools.{name}")
 
 
 def _free_port() -> int:

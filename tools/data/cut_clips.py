@@ -16,8 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from tqdm import tqdm
 
 from basicvsr_archival.datasets.io import list_frames, place_file

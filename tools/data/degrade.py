@@ -20,8 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from tqdm import tqdm
 
 from basicvsr_archival.datasets.io import IMG_EXTENSIONS, natural_key, read_image_uint8, write_image

@@ -15,8 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from tqdm import tqdm
 
 from basicvsr_archival.datasets.io import IMG_EXTENSIONS, write_image
