@@ -23,6 +23,7 @@ An object is referenced by a video's or cluster's ``manifest_sha``, a cluster's 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from basicvsr_archival.utils.lock import LockHeldError, exclusive_lock, lock_holder
 
@@ -48,6 +49,9 @@ from .package import (
     parse_manifest,
     sha256_file,
 )
+
+if TYPE_CHECKING:
+    from .restore import RestoreResult
 
 OBJECTS_DIR = "objects"
 TMP_DIR = "tmp"
@@ -72,12 +76,11 @@ def is_store(path: PathLike) -> bool:
 
 def manifest_refs(manifest: Mapping[str, Any]) -> set[str]:
     """Object hashes a manifest refers to: members, base checkpoint, nested ``{"object": sha}``."""
-    refs = {str(m["sha256"]) for m in (manifest.get("members") or {}).values() if isinstance(m, Mapping)}
-    base = (
-        (manifest.get("model") or {}).get("base_checkpoint")
-        if isinstance(manifest.get("model"), Mapping)
-        else None
-    )
+    members = manifest.get("members")
+    entries = members.values() if isinstance(members, Mapping) else []
+    refs = {str(m["sha256"]) for m in entries if isinstance(m, Mapping) and "sha256" in m}
+    model = manifest.get("model")
+    base = model.get("base_checkpoint") if isinstance(model, Mapping) else None
     if isinstance(base, Mapping) and base.get("sha256"):
         refs.add(str(base["sha256"]))
 
@@ -192,8 +195,6 @@ class Store(Catalog):
 
     def put_bytes(self, data: bytes, kind: str) -> str:
         """Store ``data`` as an object of ``kind`` (temp + fsync + rename, then the row); returns its sha."""
-        import hashlib
-
         self._require_writable()
         sha = hashlib.sha256(data).hexdigest()
         if self.has_object(sha):
@@ -207,8 +208,6 @@ class Store(Catalog):
 
     def put_file(self, path: PathLike, kind: str) -> str:
         """Store the file at ``path`` as an object of ``kind`` (hashed while copied); returns its sha."""
-        import hashlib
-
         self._require_writable()
         tmp = self._temp_file()
         h = hashlib.sha256()
@@ -255,8 +254,6 @@ class Store(Catalog):
 
     def read_object(self, sha: str, where: str = "") -> bytes:
         """The bytes of an object, checked against its name."""
-        import hashlib
-
         path = self.object_path(sha)
         label = f"{where}: " if where else ""
         if not path.is_file():
@@ -437,7 +434,7 @@ def materialise_video(store: Store, video_id: str) -> Iterator[tuple[Path, list[
         yield folder, bases
 
 
-def restore_video(store: Store, video_id: str, output: PathLike, **kwargs: Any):
+def restore_video(store: Store, video_id: str, output: PathLike, **kwargs: Any) -> RestoreResult:
     """Restore a store video by id through :func:`.restore.restore_archive` (same keyword arguments).
 
     The store's base model object is searched first for a delta model (``base_checkpoint`` adds

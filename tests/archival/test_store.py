@@ -197,22 +197,45 @@ def test_remove_and_gc_free_exactly_the_unreferenced_objects(archives, tmp_path)
             store.remove_video("a")
 
 
-@pytest.mark.parametrize("kind", ["lr", "model", "audio", "manifest"])
-def test_a_flipped_byte_in_any_object_is_caught_by_verify_and_restore(archives, tmp_path, kind, capsys):
+def _object_of(store: Store, video_id: str, kind: str) -> str:
+    """The sha of a video's object of ``kind`` (its manifest, base model or the member with that role)."""
+    if kind == "manifest":
+        return store.video(video_id)["manifest_sha"]
+    manifest = _manifest(store, video_id)
+    if kind == "base_model":
+        return manifest["model"]["base_checkpoint"]["sha256"]
+    role = {"lr": "lr_bitstream"}.get(kind, kind)
+    return manifest["members"][member_of(manifest, role, video_id)]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "video, kind", [("b", "lr"), ("b", "model"), ("b", "audio"), ("b", "manifest"), ("delta", "base_model")]
+)
+def test_a_flipped_byte_in_any_object_is_caught_by_verify_and_restore(
+    archives, tmp_path, video, kind, capsys
+):
     root = tmp_path / "s"
     with Store.open(root, create=True) as store:
         import_archive(store, archives["b"])
-        [sha] = [r["sha"] for r in store.object_rows() if r["kind"] == kind]
+        import_archive(store, archives["delta"], base_checkpoint=archives["base"])
+        sha = _object_of(store, video, kind)
+        assert store.object_row(sha)["kind"] == kind
         path = store.object_path(sha)
     _flip_byte(path, offset=len(path.read_bytes()) // 2)
     report = verify(root)
-    assert f"{path}: object is corrupted (SHA-256 does not match its name)" in report.problems
+    assert report.problems[0] == f"{path}: object is corrupted (SHA-256 does not match its name)"
     assert run_cli(_tool("verify_archive").main, [str(root)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: object is corrupted")
     with Store.open(root, lock=False) as store, pytest.raises(StoreCorruptError, match="corrupted"):
-        restore_video(store, "b", tmp_path / "out.mkv", progress=False)
+        restore_video(store, video, tmp_path / "out.mkv", progress=False)
     assert not (tmp_path / "out.mkv").exists()
+    if kind == "manifest":  # gc keeps what a damaged manifest names: it refuses
+        with Store.open(root) as store, pytest.raises(StoreCorruptError, match="video b manifest"):
+            store.gc()
+        assert (
+            len(_object_files(root)) == 8
+        )  # b: lr, model, audio, manifest; delta: lr, model, manifest, base
 
 
 def test_verify_catches_missing_references_and_catalog_drift(archives, tmp_path):
