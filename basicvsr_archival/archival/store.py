@@ -125,6 +125,8 @@ class Store(Catalog):
             (root / TMP_DIR).mkdir(exist_ok=True)
         elif not root.is_dir():
             raise StoreError(f"{root}: no such store")
+        elif not is_store(root):
+            raise StoreFormatError(f"{root}: not a store (no {CATALOG_NAME})")
         stack = contextlib.ExitStack()
         try:
             if lock:
