@@ -85,6 +85,7 @@ def manifest_refs(manifest: Mapping[str, Any]) -> set[str]:
         refs.add(str(base["sha256"]))
 
     def walk(node: Any) -> None:
+        """Add every nested ``{"object": sha}``."""
         if isinstance(node, Mapping):
             if isinstance(node.get("object"), str) and SHA_RE.match(node["object"]):
                 refs.add(node["object"])
