@@ -29,13 +29,12 @@ from typing import Any
 from .package import (
     CHUNK,
     FORMAT_NAME,
-    FORMAT_VERSION,
     MANIFEST_NAME,
     ArchiveCorruptError,
     ArchiveError,
     ArchiveExistsError,
     PathLike,
-    dump_manifest,
+    build_manifest,
     member_entry,
     parse_manifest,
     sha256_stream,
@@ -99,7 +98,7 @@ def write_archive(
             (build / name).write_bytes(data)
             _fsync(build / name)
             members[name] = member_entry(build / name, roles[name])
-        data = manifest_bytes(manifest, members)
+        data = build_manifest(manifest, members)
         (build / MANIFEST_NAME).write_bytes(data)  # written last: a directory without it is unfinished
         _fsync(build / MANIFEST_NAME)
         _fsync(build)
@@ -117,14 +116,6 @@ def write_archive(
         shutil.rmtree(build, ignore_errors=True)
         raise
     return out
-
-
-def manifest_bytes(manifest: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """The final manifest of an archive or a store video: format, members (role, bytes, sha256), sizes."""
-    full = dict(manifest)
-    full.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, members=dict(members))
-    full["bytes"] = {"members": sum(m["bytes"] for m in members.values())}
-    return dump_manifest(full)
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -99,6 +99,14 @@ def dump_manifest(manifest: Mapping[str, Any]) -> bytes:
     raise ArchiveError("manifest size did not converge")  # pragma: no cover
 
 
+def build_manifest(manifest: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """Manifest bytes of an archive holding ``members`` (name -> entry): format, version and bytes set."""
+    full = dict(manifest)
+    full.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, members=dict(members))
+    full["bytes"] = {"members": sum(int(m["bytes"]) for m in members.values())}
+    return dump_manifest(full)
+
+
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     """Parse and check manifest bytes: format, version, canonical form and self hash."""
     try:

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "basicvsr-demo": "demo",
     "basicvsr-make-sample": "make_sample_video",
     "basicvsr-onnx": "pytorch2onnx",
+    "basicvsr-archive-collection": "archive_collection",
+    "basicvsr-catalog": "catalog",
 }
 
 
@@ -48,6 +50,8 @@ test = _command("test")
 demo = _command("demo")
 make_sample_video = _command("make_sample_video")
 pytorch2onnx = _command("pytorch2onnx")
+archive_collection = _command("archive_collection")
+catalog = _command("catalog")
 
 
 def console_scripts() -> list[str]:

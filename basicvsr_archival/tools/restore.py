@@ -6,6 +6,7 @@ Examples::
     python tools/restore.py clip.archive -o restored_frames/ --device cuda --fp16
     python tools/restore.py clip.archive -o restored.mp4 --precision bf16 --max-seq-len 20 --overlap 3
     python tools/restore.py clip.archive -o restored.mkv --base-checkpoint chkpts/base.pth
+    python tools/restore.py collection.store --video clip-2 -o restored.mkv   # one video of a store
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ import argparse
 import sys
 
 from basicvsr_archival.archival.restore import PRECISIONS, restore_archive
+from basicvsr_archival.archival.store import is_store, open_store_or_error, restore_video
 from basicvsr_archival.models.backends.settings import add_backend_arguments, overrides_from_arguments
 from basicvsr_archival.utils.cli import add_debug_argument, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
-    parser = argparse.ArgumentParser(description="Restore the original-resolution video from an archive.")
-    parser.add_argument("archive", help="archive directory or .tar")
+    parser = argparse.ArgumentParser(
+        description="Restore the original-resolution video from an archive, or a video of a store.",
+        epilog="examples: python tools/restore.py clip.tar -o clip.mp4; "
+        "python tools/restore.py collection.store --video clip -o clip.mkv",
+    )
+    parser.add_argument("archive", help="archive directory or .tar, or a store directory (with --video)")
+    parser.add_argument("--video", metavar="ID", help="the id of the video to restore from a store")
     parser.add_argument(
         "-o",
         "--output",
@@ -54,15 +61,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend_arguments(parser, None, "the archive's; another one warns that frames may differ")
     add_debug_argument(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if is_store(args.archive) and not args.video:
+        parser.error(f"{args.archive} is a store: name the video with --video ID (see tools/catalog.py)")
+    if args.video and not is_store(args.archive):
+        parser.error(f"--video needs a store directory; {args.archive} is not one (no catalog.sqlite)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Restore and print what was written."""
     args = parse_args(argv)
-    res = restore_archive(
-        args.archive,
-        args.output,
+    kwargs = dict(
         device=args.device,
         precision=args.precision,
         max_seq_len=args.max_seq_len,
@@ -73,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         backend_settings=overrides_from_arguments(args) or None,
     )
+    if args.video:
+        with open_store_or_error(args.archive, lock=False) as store:
+            res = restore_video(store, args.video, args.output, **kwargs)
+    else:
+        res = restore_archive(args.archive, args.output, **kwargs)
     chunks = f"chunks of {res.max_seq_len}, overlap {res.overlap}" if res.max_seq_len else "whole video"
     print(
         f"restored {res.num_frames} frames {res.width}x{res.height} @ {res.fps} fps -> {res.output} "
