@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 from mmengine.hooks import CheckpointHook
 
 from basicvsr_archival.archival.codec import CodecSettings, decode_frames, encode_lr
+from basicvsr_archival.archival.engines import make_engine
 from basicvsr_archival.archival.finetune import cluster_iters, finetune_cluster
 from basicvsr_archival.archival.finetune_settings import FinetuneError, FinetuneSettings
 from basicvsr_archival.archival.pipeline import load_archival_config
@@ -61,11 +65,42 @@ def test_cluster_budget_formula():
         finetune_cluster(TINY, [], "unused", _settings(), iters_per_video=1)
 
 
-def test_cluster_model_improves_every_video_and_resumes_exactly(pairs, tmp_path, monkeypatch):
+KW = dict(iters_per_video=16, max_iters=24, scale=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def full_run(pairs, tmp_path_factory: pytest.TempPathFactory):
+    """An uninterrupted cluster fine-tuning of the two pairs (24 iterations)."""
+    return finetune_cluster(TINY, pairs, tmp_path_factory.mktemp("full") / "ft", _settings(), **KW)
+
+
+def _weights(result) -> dict[str, torch.Tensor]:
+    """The state dict of a fine-tuning result."""
+    return torch.load(result.checkpoint, weights_only=True)["state_dict"]
+
+
+def _changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the tensors that differ."""
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def _kill_at_8(exit_process: bool):
+    """A CheckpointHook.after_train_iter that writes the checkpoint, then dies at iteration 8."""
+    original = CheckpointHook.after_train_iter
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        original(self, runner, batch_idx, data_batch, outputs)
+        if runner.iter == 8:
+            if exit_process:
+                os._exit(1)
+            raise _KilledError
+
+    return after_train_iter
+
+
+def test_cluster_model_improves_every_video(pairs, full_run):
     assert [probe_video(gt).num_frames for _, gt in pairs] == [6, 6]
-    kw = dict(iters_per_video=16, max_iters=24, scale=2, progress=False)
-    res = finetune_cluster(TINY, pairs, tmp_path / "full", _settings(), **kw)
-    st = res.stats
+    st = full_run.stats
     assert st["iters"] == 24 and st["budget"] == dict(iters_per_video=16, videos=2, max_iters=24, iters=24)
     assert st["stopped_by"] == "max_iters" and st["threads"] == 1 and len(st["videos"]) == 2
     for video in st["videos"]:  # the one model is better than its start on both videos
@@ -73,24 +108,35 @@ def test_cluster_model_improves_every_video_and_resumes_exactly(pairs, tmp_path,
         assert 15 < video["psnr_before"] < video["psnr_after"] - 0.2, video
     assert st["psnr_after"] > st["psnr_before"]
 
-    original = CheckpointHook.after_train_iter
 
-    def kill_at_8(self, runner, batch_idx, data_batch=None, outputs=None):
-        """Write the checkpoint as usual, then die at iteration 8."""
-        original(self, runner, batch_idx, data_batch, outputs)
-        if runner.iter == 8:
-            raise _KilledError
-
-    monkeypatch.setattr(CheckpointHook, "after_train_iter", kill_at_8)
+def test_interrupted_run_resumes_to_the_same_weights(pairs, full_run, tmp_path, monkeypatch):
     work = tmp_path / "killed"
-    with pytest.raises(_KilledError):
-        finetune_cluster(TINY, pairs, work, _settings(), **kw)
-    monkeypatch.setattr(CheckpointHook, "after_train_iter", original)
+    with monkeypatch.context() as patch:
+        patch.setattr(CheckpointHook, "after_train_iter", _kill_at_8(exit_process=False))
+        with pytest.raises(_KilledError):
+            finetune_cluster(TINY, pairs, work, _settings(), **KW)
     assert not (work / "finetuned.pth").exists() and (work / "iter_8.pth").is_file()
-    resumed = finetune_cluster(TINY, pairs, work, _settings(), **kw)
+    resumed = finetune_cluster(TINY, pairs, work, _settings(), **KW)
     assert resumed.stats["resumed_from_iter"] == 8 and resumed.stats["iters"] == 24
-    full = torch.load(res.checkpoint, weights_only=True)["state_dict"]
-    again = torch.load(resumed.checkpoint, weights_only=True)["state_dict"]
-    changed = [k for k in full if not torch.equal(full[k], again[k])]
-    assert changed == []  # the interrupted run ends with the uninterrupted run's weights
-    assert resumed.stats["videos"] == st["videos"]
+    assert _changed(_weights(full_run), _weights(resumed)) == []  # as if never interrupted
+    assert resumed.stats["videos"] == full_run.stats["videos"]
+
+
+def _cluster_task(job: tuple[list[tuple[Path, Path]], Path, str]) -> Path:
+    """Fine-tune in a worker; the first attempt's worker process dies after the checkpoint of iteration 8."""
+    pairs, work, marker = job
+    if not Path(marker).exists():
+        Path(marker).write_text("first attempt")
+        CheckpointHook.after_train_iter = _kill_at_8(exit_process=True)
+    return finetune_cluster(TINY, pairs, work, _settings(), **KW).checkpoint
+
+
+def test_ray_worker_killed_while_fine_tuning_resumes(pairs, full_run, tmp_path, ray_in_process):
+    ray_in_process.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    engine = make_engine("ray", max_retries=2)
+    job = (pairs, tmp_path / "ft", str(tmp_path / "marker"))
+    (res,) = engine.map(_cluster_task, {"c000": job}, kind="gpu", progress=False)
+    assert res.error is None and res.attempts == 2 and res.worker_pid != os.getpid()
+    stats = json.loads((tmp_path / "ft" / "finetune_stats.json").read_text())
+    assert stats["resumed_from_iter"] == 8 and stats["iters"] == 24
+    assert _changed(_weights(full_run), torch.load(res.value, weights_only=True)["state_dict"]) == []
