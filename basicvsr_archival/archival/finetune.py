@@ -48,6 +48,7 @@ from .model_storage import read_state_dict
 FINETUNED_NAME = "finetuned.pth"
 STATS_NAME = "finetune_stats.json"
 INIT_NAME = "init.pth"
+CLUSTER_JOB_NAME = "cluster_job.json"  # the videos and budget a cluster work dir belongs to
 
 
 @dataclass
@@ -348,6 +349,24 @@ def finetune_video(
     return _save_result(work, state, stats)
 
 
+def _check_cluster_job(work: Path, pairs: Sequence[tuple[Path, Path]], iters: int) -> None:
+    """Record the videos (frames, size, bytes) and budget in ``work``; refuse the work dir of another job."""
+    videos = []
+    for lq, gt in pairs:
+        info = probe_video(gt)
+        videos.append([info.num_frames, info.height, info.width, lq.stat().st_size, gt.stat().st_size])
+    job = {"iters": iters, "videos": videos}
+    path = work / CLUSTER_JOB_NAME
+    if path.is_file():
+        if json.loads(path.read_text()) != job:
+            raise FinetuneError(
+                f"{work}: holds a cluster fine-tuning of other videos or budget; use another work dir"
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(job, path)
+
+
 def finetune_cluster(
     model_cfg: Mapping[str, Any],
     pairs: Sequence[tuple[PathLike, PathLike]],
@@ -377,14 +396,18 @@ def finetune_cluster(
     if not pairs:
         raise FinetuneError(f"{work_dir}: a cluster fine-tuning needs at least one (LR, GT) video pair")
     work = Path(work_dir)
+    iters = cluster_iters(iters_per_video, len(pairs), max_iters)
+    paths = [(Path(lq), Path(gt)) for lq, gt in pairs]
+    for path in (p for pair in paths for p in pair):
+        if not path.is_file():
+            raise FinetuneError(f"{path}: video of the cluster fine-tuning not found")
     done = _finished(work, resume)
+    _check_cluster_job(work, paths, iters)
     if done is not None:
         return done
-    iters = cluster_iters(iters_per_video, len(pairs), max_iters)
     run_settings = replace(settings, max_iters=iters)
     chunks = dict(max_seq_len=eval_max_seq_len, overlap=eval_overlap)
     start = (base_checkpoint, base_allow_extra_keys)
-    paths = [(Path(lq), Path(gt)) for lq, gt in pairs]
     with pinned_threads(threads):
         stats, videos = _finetune_pairs(model_cfg, paths, work, run_settings, start, scale, chunks, progress)
     state = stats.pop("state")

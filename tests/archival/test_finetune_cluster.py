@@ -107,6 +107,14 @@ def test_cluster_model_improves_every_video(pairs, full_run):
         assert video["eval_frames"] == [0, 3]
         assert 15 < video["psnr_before"] < video["psnr_after"] - 0.2, video
     assert st["psnr_after"] > st["psnr_before"]
+    again = finetune_cluster(TINY, pairs, full_run.checkpoint.parent, _settings(), **KW)
+    assert again.stats == st  # finished: returned without training
+    work = full_run.checkpoint.parent
+    for other, kw in ((pairs[::-1], KW), (pairs, {**KW, "max_iters": 30})):
+        with pytest.raises(FinetuneError, match="holds a cluster fine-tuning of other videos or budget"):
+            finetune_cluster(TINY, other, work, _settings(), **kw)
+    with pytest.raises(FinetuneError, match=r"nope.mkv: video of the cluster fine-tuning not found$"):
+        finetune_cluster(TINY, [(pairs[0][0], work / "nope.mkv")], work, _settings(), **KW)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(pairs, full_run, tmp_path, monkeypatch):
