@@ -55,6 +55,11 @@ class TaskResult:
     error: str | None = None
 
     @property
+    def item_key(self) -> str:
+        """The item's key (the name issue 14's plan uses)."""
+        return self.key
+
+    @property
     def ok(self) -> bool:
         """True when the task returned a value."""
         return self.error is None

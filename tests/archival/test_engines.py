@@ -55,7 +55,7 @@ def test_local_engine_runs_in_process_and_retries(tmp_path):
     assert [r.key for r in results] == list(ITEMS) and all(r.ok and r.attempts == 1 for r in results)
     assert {r.worker_pid for r in results} == {os.getpid()}
     assert [r.value for r in results] == [(_work(i)[0], 1) for i in ITEMS.values()]
-    assert (flaky[0].value, flaky[0].attempts, flaky[0].error) == (7, 2, None)
+    assert (flaky[0].value, flaky[0].attempts, flaky[0].error, flaky[0].item_key) == (7, 2, None, "f")
     (f,) = failed
     assert (f.value, f.attempts, f.error) == (None, 3, "ValueError: bad input a.mp4")
 
