@@ -42,9 +42,13 @@ INSTALL_REQUIRES = [
 # onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0: about 125 MB installed with their dependencies).
 ONNX_REQUIRES = ["onnx", "onnxscript", "onnxruntime"]
 
+# the 'ray' engine of collections (archival/engines.py; tested with ray 2.60.0)
+RAY_REQUIRES = ["ray>=2.9"]
+
 EXTRAS_REQUIRE = {
     "onnx": ONNX_REQUIRES,
-    "tests": ["pytest", "ruff", "scikit-image", *ONNX_REQUIRES],
+    "ray": RAY_REQUIRES,
+    "tests": ["pytest", "ruff", "scikit-image", *ONNX_REQUIRES, *RAY_REQUIRES],
 }
 
 

@@ -1,4 +1,6 @@
-"""Content-aware fine-tuning: train the SR model on (decoded LR, original HR) frames of one video.
+"""Content-aware fine-tuning: train the SR model on (decoded LR, original HR) frames of one video or
+of a cluster of videos (:func:`finetune_cluster`: clips sampled from all of them; one video is the
+one-pair case, :func:`finetune_video`).
 
 The training itself is the project's training machinery, configured for one video: an mmengine
 ``Runner`` (recipe ``configs/archival/_base_/finetune_runner.py``, filled in by
@@ -13,6 +15,9 @@ and a cosine (or constant) schedule, mmengine's checkpoint hook for resuming. Ad
 * resuming: with checkpoints in the work dir the Runner resumes from the latest intact one, also in
   a moved work dir (:func:`~basicvsr_archival.engine.checkpoint.resume_checkpoint`); a finished
   run (``finetuned.pth`` + ``finetune_stats.json``) is returned without training again;
+  without data-loader workers a resumed run draws the batches of an uninterrupted one (the
+  sampler is advanced and the generator states are stored with each checkpoint), so it ends with
+  the same weights;
 * the PSNR of the start and final weights on the evaluation frames.
 
 Parameters named by ``frozen`` stay bit-identical (:func:`~.finetune_runner.freeze`), so a delta
@@ -24,11 +29,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from basicvsr_archival.engine.checkpoint import resume_checkpoint
@@ -42,6 +48,7 @@ from .model_storage import read_state_dict
 FINETUNED_NAME = "finetuned.pth"
 STATS_NAME = "finetune_stats.json"
 INIT_NAME = "init.pth"
+CLUSTER_JOB_NAME = "cluster_job.json"  # the videos and budget a cluster work dir belongs to
 
 
 @dataclass
@@ -156,14 +163,13 @@ def _start_weights(
 
 def _train(
     model_cfg: Mapping[str, Any],
-    lq: Path,
-    gt: Path,
+    pairs: Sequence[tuple[Path, Path]],
     work: Path,
     settings: FinetuneSettings,
     scale: int,
     progress: bool,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Run (or resume) the mmengine Runner in ``work``; returns the final weights and run statistics."""
+    """Run (or resume) the mmengine Runner in ``work`` on clips of all ``pairs``; final weights, stats."""
     from mmengine.runner import Runner
 
     import basicvsr_archival.datasets
@@ -171,16 +177,20 @@ def _train(
 
     from .finetune_runner import (
         FinetuneProgressHook,
+        TrainVideo,
         freeze,
         quiet_scope_warnings,
-        runner_config,
         trust_own_checkpoint,
+        videos_runner_config,
     )
 
     resume_from = resume_checkpoint(work)
-    info = probe_video(gt)
-    cfg = runner_config(
-        model_cfg, lq, gt, work, settings, scale, info.num_frames, (info.height, info.width),
+    videos = []
+    for lq, gt in pairs:
+        info = probe_video(gt)
+        videos.append(TrainVideo(lq, gt, info.num_frames, (info.height, info.width)))
+    cfg = videos_runner_config(
+        model_cfg, videos, work, settings, scale,
         load_from=resume_from or work / INIT_NAME, resume=resume_from is not None,
     )  # fmt: skip
     with quiet_scope_warnings():
@@ -200,6 +210,85 @@ def _train(
         final_loss=hook.last_loss,
         running_psnr=hook.running_psnr,
     )
+
+
+def cluster_iters(iters_per_video: int, num_videos: int, max_iters: int | None = None) -> int:
+    """Iterations of a cluster's fine-tuning: ``iters_per_video * num_videos``, at most ``max_iters``."""
+    for name, v in (("iters_per_video", iters_per_video), ("max_iters", max_iters)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise FinetuneError(f"cluster.{name} must be an int >= 0, got {v!r}")
+    total = iters_per_video * num_videos
+    return total if max_iters is None else min(total, max_iters)
+
+
+def _eval_range(gt: Path, settings: FinetuneSettings) -> tuple[int, int]:
+    """First frame and count of the evaluation frames of ``gt`` (the held-out ones if any)."""
+    num_frames = probe_video(gt).num_frames
+    eval_start = num_frames - settings.held_out_frames if settings.held_out_frames else 0
+    return eval_start, min(settings.eval_frames, num_frames - eval_start)
+
+
+def _finished(work: Path, resume: bool) -> FinetuneResult | None:
+    """The finished run in ``work`` (resume), None for a new or interrupted one; refuses to overwrite."""
+    result_path, stats_path = work / FINETUNED_NAME, work / STATS_NAME
+    if result_path.is_file() and stats_path.is_file():
+        if not resume:
+            raise FinetuneError(f"{work}: holds a finished fine-tuning run; resume or use another work dir")
+        return FinetuneResult(result_path, json.loads(stats_path.read_text()))
+    if (work / "last_checkpoint").is_file() and not resume:
+        raise FinetuneError(f"{work}: holds checkpoints of an earlier run; resume it or use another work dir")
+    return None
+
+
+def _finetune_pairs(
+    model_cfg: Mapping[str, Any],
+    pairs: Sequence[tuple[Path, Path]],
+    work: Path,
+    settings: FinetuneSettings,
+    start: tuple[PathLike | None, bool],
+    scale: int,
+    chunks: Mapping[str, int | None],
+    progress: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train on all ``pairs`` (``settings.max_iters``), evaluating before/after on each; saves the result.
+
+    ``start``: (base checkpoint, allow extra keys). Returns the run's statistics and, per pair, its
+    evaluation frames and PSNR before and after (``chunks``: restoration chunking, as at restore).
+    """
+    from .evaluate import restoration_psnr
+
+    work.mkdir(parents=True, exist_ok=True)
+    init_state, init_info = _start_weights(work, model_cfg, start[0], start[1], settings.seed)
+    ranges = [_eval_range(gt, settings) for _, gt in pairs]
+
+    def psnrs(state: Mapping[str, torch.Tensor]) -> list[float | None]:
+        """PSNR of ``state`` on the evaluation frames of every pair."""
+        model = _model_with(model_cfg, state)
+        return [restoration_psnr(model, lq, gt, *r, **chunks) for (lq, gt), r in zip(pairs, ranges)]
+
+    t0 = time.perf_counter()
+    before = psnrs(init_state)
+    eval_seconds = time.perf_counter() - t0
+    stats: dict[str, Any] = {"init": init_info, "iters": 0, "seconds": 0.0, "stopped_by": "max_iters"}
+    final_state = init_state
+    if settings.active_iters > 0:
+        final_state, run_stats = _train(model_cfg, pairs, work, settings, scale, progress)
+        stats.update(run_stats)
+    t0 = time.perf_counter()
+    after = psnrs(final_state)
+    stats["eval_seconds"] = round(eval_seconds + time.perf_counter() - t0, 3)
+    per_video = [
+        dict(eval_frames=[s, s + n] if n else None, psnr_before=b, psnr_after=a)
+        for (s, n), b, a in zip(ranges, before, after)
+    ]
+    return {**stats, "state": final_state}, per_video
+
+
+def _save_result(work: Path, state: Mapping[str, torch.Tensor], stats: dict[str, Any]) -> FinetuneResult:
+    """Write ``finetuned.pth`` (the weights, stats in its meta) and ``finetune_stats.json``; the result."""
+    _save_atomic({"state_dict": dict(state), "meta": {"finetune": stats}}, work / FINETUNED_NAME)
+    _write_json_atomic(stats, work / STATS_NAME)
+    return FinetuneResult(work / FINETUNED_NAME, stats)
 
 
 def finetune_video(
@@ -224,49 +313,90 @@ def finetune_video(
     Stats: iterations, seconds, stop reason, final loss, running PSNR and (``eval_frames`` > 0) the
     PSNR of the start and final weights on the evaluation frames (the held-out ones if any).
     """
-    from .evaluate import restoration_psnr
-
     work = Path(work_dir)
-    lq, gt = Path(lq_video), Path(gt_video)
-    result_path, stats_path = work / FINETUNED_NAME, work / STATS_NAME
-    if result_path.is_file() and stats_path.is_file():
-        if not resume:
-            raise FinetuneError(f"{work}: holds a finished fine-tuning run; resume or use another work dir")
-        return FinetuneResult(result_path, json.loads(stats_path.read_text()))
-    if (work / "last_checkpoint").is_file() and not resume:
-        raise FinetuneError(f"{work}: holds checkpoints of an earlier run; resume it or use another work dir")
-    work.mkdir(parents=True, exist_ok=True)
-    init_state, init_info = _start_weights(
-        work, model_cfg, base_checkpoint, base_allow_extra_keys, settings.seed
-    )
-
-    num_frames = probe_video(gt).num_frames
-    eval_start = num_frames - settings.held_out_frames if settings.held_out_frames else 0
-    eval_count = min(settings.eval_frames, num_frames - eval_start)
+    done = _finished(work, resume)
+    if done is not None:
+        return done
     chunks = dict(max_seq_len=eval_max_seq_len, overlap=eval_overlap)  # as the archive is restored
+    start = (base_checkpoint, base_allow_extra_keys)
+    pair = [(Path(lq_video), Path(gt_video))]
+    stats, (video,) = _finetune_pairs(model_cfg, pair, work, settings, start, scale, chunks, progress)
+    state = stats.pop("state")
+    eval_seconds = stats.pop("eval_seconds")
+    stats.update(eval_frames=video["eval_frames"], eval_held_out=bool(settings.held_out_frames))
+    stats.update(psnr_before=video["psnr_before"], psnr_after=video["psnr_after"], eval_seconds=eval_seconds)
+    return _save_result(work, state, stats)
 
-    def psnr(state: Mapping[str, torch.Tensor]) -> float | None:
-        """PSNR of ``state`` on the evaluation frames."""
-        return restoration_psnr(_model_with(model_cfg, state), lq, gt, eval_start, eval_count, **chunks)
 
-    t0 = time.perf_counter()
-    psnr_before = psnr(init_state)
-    eval_seconds = time.perf_counter() - t0
-    stats: dict[str, Any] = {"init": init_info, "iters": 0, "seconds": 0.0, "stopped_by": "max_iters"}
-    final_state = init_state
-    if settings.active_iters > 0:
-        final_state, run_stats = _train(model_cfg, lq, gt, work, settings, scale, progress)
-        stats.update(run_stats)
-    t0 = time.perf_counter()
-    psnr_after = psnr(final_state)
-    eval_seconds += time.perf_counter() - t0
+def _check_cluster_job(work: Path, pairs: Sequence[tuple[Path, Path]], iters: int) -> None:
+    """Record the videos (frames, size, bytes) and budget in ``work``; refuse the work dir of another job."""
+    videos = []
+    for lq, gt in pairs:
+        info = probe_video(gt)
+        videos.append([info.num_frames, info.height, info.width, lq.stat().st_size, gt.stat().st_size])
+    job = {"iters": iters, "videos": videos}
+    path = work / CLUSTER_JOB_NAME
+    if path.is_file():
+        if json.loads(path.read_text()) != job:
+            raise FinetuneError(
+                f"{work}: holds a cluster fine-tuning of other videos or budget; use another work dir"
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(job, path)
+
+
+def finetune_cluster(
+    model_cfg: Mapping[str, Any],
+    pairs: Sequence[tuple[PathLike, PathLike]],
+    work_dir: PathLike,
+    settings: FinetuneSettings,
+    iters_per_video: int,
+    max_iters: int | None = None,
+    base_checkpoint: PathLike | None = None,
+    base_allow_extra_keys: bool = False,
+    scale: int = 4,
+    threads: int | None = 1,
+    eval_max_seq_len: int | None = None,
+    eval_overlap: int | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> FinetuneResult:
+    """Fine-tune one model on clips sampled from all of a cluster's (LR, GT) video ``pairs``.
+
+    The budget is :func:`cluster_iters` (``iters_per_video * len(pairs)``, capped by ``max_iters``);
+    ``settings.max_seconds`` stays a wall-clock safety cap (its stop is recorded as ``stopped_by``).
+    Torch runs on ``threads`` intra-op threads (None: unchanged). Work dir, resuming and result files
+    as :func:`finetune_video`; stats add ``budget`` and ``videos`` (per pair, in order: evaluation
+    frames, PSNR before / after) and give the mean PSNR before / after over the pairs.
+    """
+    from basicvsr_archival.utils.threads import pinned_threads
+
+    if not pairs:
+        raise FinetuneError(f"{work_dir}: a cluster fine-tuning needs at least one (LR, GT) video pair")
+    work = Path(work_dir)
+    iters = cluster_iters(iters_per_video, len(pairs), max_iters)
+    paths = [(Path(lq), Path(gt)) for lq, gt in pairs]
+    for path in (p for pair in paths for p in pair):
+        if not path.is_file():
+            raise FinetuneError(f"{path}: video of the cluster fine-tuning not found")
+    done = _finished(work, resume)
+    _check_cluster_job(work, paths, iters)
+    if done is not None:
+        return done
+    run_settings = replace(settings, max_iters=iters)
+    chunks = dict(max_seq_len=eval_max_seq_len, overlap=eval_overlap)
+    start = (base_checkpoint, base_allow_extra_keys)
+    with pinned_threads(threads):
+        stats, videos = _finetune_pairs(model_cfg, paths, work, run_settings, start, scale, chunks, progress)
+    state = stats.pop("state")
+    before, after = [v["psnr_before"] for v in videos], [v["psnr_after"] for v in videos]
     stats.update(
-        eval_frames=[eval_start, eval_start + eval_count] if eval_count else None,
+        budget=dict(iters_per_video=iters_per_video, videos=len(pairs), max_iters=max_iters, iters=iters),
+        threads=threads,
+        videos=videos,
         eval_held_out=bool(settings.held_out_frames),
-        psnr_before=psnr_before,
-        psnr_after=psnr_after,
-        eval_seconds=round(eval_seconds, 3),
+        psnr_before=float(np.mean(before)) if None not in before else None,
+        psnr_after=float(np.mean(after)) if None not in after else None,
     )
-    _save_atomic({"state_dict": final_state, "meta": {"finetune": stats}}, result_path)
-    _write_json_atomic(stats, stats_path)
-    return FinetuneResult(result_path, stats)
+    return _save_result(work, state, stats)

@@ -13,12 +13,13 @@ import importlib
 import json
 import logging
 import math
+import random
 import secrets
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from .finetune_settings import FinetuneError, FinetuneSettings
 
 RUNNER_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "archival" / "_base_" / "finetune_runner.py"
 NEVER = 10**12  # fix_iter that keeps SPyNet frozen for the whole run
+RNG_KEY = "finetune_rng"  # checkpoint entry: generator states, so a resumed run draws the same batches
 
 
 # ------------------------------------------------------------------------------------------ runner config
@@ -51,6 +53,15 @@ def _train_pipeline(settings: FinetuneSettings, clip: int, patch: int, scale: in
     return pipeline
 
 
+class TrainVideo(NamedTuple):
+    """One LR/GT training pair with the GT's frame count and size (height, width)."""
+
+    lq: Path
+    gt: Path
+    num_frames: int
+    gt_size: tuple[int, int]
+
+
 def runner_config(
     model_cfg: Mapping[str, Any],
     lq_video: Path,
@@ -64,14 +75,32 @@ def runner_config(
     resume: bool,
 ) -> Config:
     """The recipe :data:`RUNNER_RECIPE` with this job filled in: ``model_cfg`` on the LR/GT video pair."""
-    height, width = gt_size
-    patch = min(settings.patch_size, height, width) // scale * scale
-    if patch < scale * 8:
-        raise FinetuneError(f"{gt_video}: frames {width}x{height} are too small for fine-tuning patches")
-    train_frames = num_frames - settings.held_out_frames
-    clip = min(settings.clip_length, train_frames)
-    if train_frames < 2:
-        raise FinetuneError(f"{gt_video}: {num_frames} frames leave too few for training")
+    video = TrainVideo(Path(lq_video), Path(gt_video), num_frames, gt_size)
+    return videos_runner_config(model_cfg, [video], work_dir, settings, scale, load_from, resume)
+
+
+def videos_runner_config(
+    model_cfg: Mapping[str, Any],
+    videos: Sequence[TrainVideo],
+    work_dir: Path,
+    settings: FinetuneSettings,
+    scale: int,
+    load_from: Path | None,
+    resume: bool,
+) -> Config:
+    """The recipe with ``model_cfg`` trained on clips sampled from all ``videos`` (each video one item).
+
+    Every video is one dataset item (its training frames), so the shuffled infinite sampler draws
+    the videos equally often; patches and clip length fit the smallest / shortest video.
+    """
+    for v in videos:
+        height, width = v.gt_size
+        if min(settings.patch_size, height, width) // scale * scale < scale * 8:
+            raise FinetuneError(f"{v.gt}: frames {width}x{height} are too small for fine-tuning patches")
+        if v.num_frames - settings.held_out_frames < 2:
+            raise FinetuneError(f"{v.gt}: {v.num_frames} frames leave too few for training")
+    patch = min(settings.patch_size, *(min(v.gt_size) for v in videos)) // scale * scale
+    clip = min(settings.clip_length, *(v.num_frames - settings.held_out_frames for v in videos))
     iters = max(settings.max_iters, 1)
     scheduler = None
     if settings.lr_schedule == "cosine":
@@ -86,9 +115,9 @@ def runner_config(
             persistent_workers=settings.num_workers > 0,
             sampler=dict(seed=settings.seed),
             dataset=dict(
-                gt_videos=[str(gt_video)],
-                lq_videos=[str(lq_video)],
-                clip_length=num_frames,
+                gt_videos=[str(v.gt) for v in videos],
+                lq_videos=[str(v.lq) for v in videos],
+                clip_length=max(v.num_frames for v in videos),
                 num_input_frames=clip,
                 num_val_frames=settings.held_out_frames,
                 scale=scale,
@@ -161,6 +190,7 @@ class FinetuneProgressHook(Hook):
         self._output: torch.Tensor | None = None
         self._handle: Any = None
         self._bar: tqdm | None = None
+        self._rng: dict[str, Any] | None = None
 
     @property
     def running_psnr(self) -> float | None:
@@ -183,10 +213,33 @@ class FinetuneProgressHook(Hook):
             disable=not self.progress,
         )
         if runner.iter > 0:
-            loop.dataloader_iterator = _SkipReplay(loop.dataloader_iterator, runner.iter)
+            self._skip_replay(loop, runner.iter)
         if self._offset >= self.max_seconds:
             loop.stop_training = True
             self.stopped_by_time = True
+
+    def _skip_replay(self, loop: Any, done: int) -> None:
+        """Skip the loop's replay of ``done`` batches; single-process: continue the sampler and generators.
+
+        Without workers the sampler's indices are drawn (not loaded) and the generator states of the
+        checkpoint restored, so the resumed run trains on the batches of an uninterrupted one.
+        """
+        inner = getattr(loop.dataloader_iterator, "_iterator", None)
+        exact = (
+            self._rng is not None and hasattr(inner, "_next_index") and not getattr(inner, "_num_workers", 1)
+        )
+        advance = inner._next_index if exact else None
+        loop.dataloader_iterator = _SkipReplay(loop.dataloader_iterator, done, advance)
+        if exact:
+            set_rng_state(self._rng)
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """Store the random generators' states (crop / frame choices) with the checkpoint."""
+        checkpoint[RNG_KEY] = rng_state()
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """Keep the random generators' states of a checkpoint resumed from (restored in ``before_train``)."""
+        self._rng = checkpoint.get(RNG_KEY)
 
     def _capture(self, module: Any, args: Any, output: torch.Tensor) -> None:
         """Forward hook: keep the last generator output (detached)."""
@@ -238,11 +291,35 @@ def _batch_gt(data_batch: Any) -> torch.Tensor | None:
     return None
 
 
-class _SkipReplay:
-    """Dataloader iterator whose first ``n`` ``next()`` calls return None without loading data."""
+def rng_state() -> dict[str, Any]:
+    """States of Python's, NumPy's and torch's (CPU) global generators, as tensors and plain numbers."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss_next],
+        "torch": torch.get_rng_state(),
+    }
 
-    def __init__(self, inner: Any, n: int) -> None:
-        self.inner, self.n = inner, n
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the generators' states saved by :func:`rng_state`."""
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(int(x) for x in internal.tolist()), gauss_next))
+    torch.set_rng_state(state["torch"])
+
+
+class _SkipReplay:
+    """Dataloader iterator whose first ``n`` ``next()`` calls return None without loading data.
+
+    With ``advance`` (the single-process loader's next batch of sampler indices) each skipped call
+    draws the batch's indices without loading it, so the sampler continues where it stopped.
+    """
+
+    def __init__(self, inner: Any, n: int, advance: Any = None) -> None:
+        self.inner, self.n, self.advance = inner, n, advance
 
     def __iter__(self) -> _SkipReplay:
         return self
@@ -250,6 +327,8 @@ class _SkipReplay:
     def __next__(self) -> Any:
         if self.n > 0:
             self.n -= 1
+            if self.advance is not None:
+                self.advance()
             return None
         return next(self.inner)
 

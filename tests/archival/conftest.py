@@ -88,3 +88,15 @@ def tiny_feature_model():
 
     torch.manual_seed(0)
     return BasicVSRPlusPlus(mid_channels=8, num_blocks=1, upscale_factor=2, flow_estimator="none").eval()
+
+
+@pytest.fixture(scope="session")
+def ray_in_process():
+    """Ray started once per session in this process on 2 CPUs, as the 'ray' engine starts it."""
+    ray = pytest.importorskip("ray")
+    from basicvsr_archival.archival.engines import start_ray
+
+    started = start_ray(None, num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()
