@@ -298,9 +298,10 @@ class Catalog:
         engine: str | None = None,
         seconds: float | None = None,
         error: str | None = None,
+        attempts: int | None = None,
     ) -> dict[str, Any]:
-        """Record a task's state; 'started' increments its attempt count. Returns the row."""
-        bump = 1 if state == "started" else 0
+        """Record a task's state; 'started' adds one attempt, ``attempts`` (an engine's count) that many."""
+        bump = attempts if attempts is not None else (1 if state == "started" else 0)
         sql = (
             "INSERT INTO tasks(name, kind, state, attempts, worker_pid, engine, seconds, error, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, "

@@ -39,6 +39,7 @@ from .cluster import add_to_state, assign_clusters, cluster_state
 from .collection_config import CollectionSettings, load_collection_config
 from .collection_tasks import base_state, finetune_task, prepare_task
 from .engines import make_engine
+from .finetune import cluster_iters
 from .job_config import ArchivalConfig, stored_model_config
 from .model_storage import encode_model, read_state_dict
 from .package import ArchiveError, build_manifest
@@ -46,6 +47,7 @@ from .pipeline import LR_NAME, tool_record
 from .restore import restore_backend
 
 BASE_NAME = "base.pth"
+WORK_DIR = "work"
 
 
 class CollectionError(ArchiveError):
@@ -91,7 +93,8 @@ def archive_collection(
     result = CollectionResult(root, {})
     with store_mod.Store.open(root, create=True) as st:
         _check_settings(st, cfg, settings)
-        with make_engine(engine, ray_address=ray_address, max_retries=settings.max_retries) as eng:
+        scratch = root / WORK_DIR / "engine"  # attempt markers: on the store, which every node sees
+        with make_engine(engine, ray_address, settings.max_retries, settings.threads, scratch) as eng:
             ids = _register(st, videos, labels or {}, result)
             _prepare(st, eng, cfg, settings, ids, result, progress)
             _assign(st, settings)
@@ -136,6 +139,11 @@ def _register(
     return ids
 
 
+def _work(st: store_mod.Store, *parts: str) -> Path:
+    """A task's work dir under ``STORE/work/`` (kept for resuming; not part of the store's objects)."""
+    return st.root.joinpath(WORK_DIR, *parts)
+
+
 def _task_done(st: store_mod.Store, name: str, kind: str, res: Any, engine: str) -> None:
     """Record a finished (or failed) task with its attempts and worker pid."""
     st.record_task(
@@ -147,7 +155,9 @@ def _task_done(st: store_mod.Store, name: str, kind: str, res: Any, engine: str)
 def _prepare(st, eng, cfg, settings, ids, result, progress) -> None:
     """Run the per-video preparation tasks of videos not yet prepared; store their LR and audio objects."""
     todo = [v for v in st.videos() if v["id"] in ids and v["state"] in ("registered", "failed")]
-    jobs = {v["id"]: (cfg, v["source"], str(st.work_dir("videos", v["id"])), settings.threads) for v in todo}
+    jobs = {
+        v["id"]: {"cfg": cfg, "source": v["source"], "work": str(_work(st, "videos", v["id"]))} for v in todo
+    }
     for res in eng.map(prepare_task, jobs, kind="cpu", desc="prepare", progress=progress):
         _task_done(st, f"prepare:{res.key}", "prepare", res, eng.name)
         result.ran.append(f"prepare:{res.key}")
@@ -212,9 +222,11 @@ def _train(st, eng, cfg, settings, base, result, progress) -> None:
         if c["state"] == "done" or not members.get(c["id"]):
             continue
         pairs = [(v["info"]["decoded"], v["source"]) for v in members[c["id"]]]
-        iters = settings.iterations(len(pairs))
-        jobs[c["id"]] = (cfg, pairs, str(st.work_dir("clusters", c["id"])), iters, settings.threads,
-                         settings.max_seconds)  # fmt: skip
+        jobs[c["id"]] = {
+            "cfg": cfg, "pairs": pairs, "work": str(_work(st, "clusters", c["id"])),
+            "iters_per_video": settings.iters_per_video, "max_iters": settings.max_iters,
+            "threads": settings.threads, "max_seconds": settings.max_seconds,
+        }  # fmt: skip
     base_weights = read_state_dict(st.object_path(base["sha256"])) if jobs else None
     for res in eng.map(finetune_task, jobs, kind="gpu", desc="fine-tune", progress=progress):
         _task_done(st, f"finetune:{res.key}", "finetune", res, eng.name)
@@ -227,7 +239,8 @@ def _train(st, eng, cfg, settings, base, result, progress) -> None:
         state = read_state_dict(res.value["checkpoint"])
         data, summary = encode_model(state, cfg.storage, base_weights, base["sha256"])
         sha = st.put_bytes(data, "model")
-        info = {"iterations": jobs[res.key][3], "storage": summary, "finetune": res.value["stats"]}
+        iterations = cluster_iters(settings.iters_per_video, len(members[res.key]), settings.max_iters)
+        info = {"iterations": iterations, "storage": summary, "finetune": res.value["stats"]}
         st.update_cluster(res.key, state="done", model_sha=sha, settings=info)
 
 

@@ -48,10 +48,6 @@ class CollectionSettings:
         ):
             raise ConfigError(f"cluster.max_seconds must be > 0 or None, got {self.max_seconds!r}")
 
-    def iterations(self, num_videos: int) -> int:
-        """A cluster's fine-tuning budget: ``min(iters_per_video * num_videos, max_iters)``."""
-        return min(self.iters_per_video * num_videos, self.max_iters)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly settings (recorded in the catalog)."""
         d = asdict(self)

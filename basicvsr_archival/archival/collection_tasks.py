@@ -2,23 +2,23 @@
 
 Each task is a top-level function of plain arguments (picklable for Ray), writes only into its own
 work dir under ``STORE/work/`` and returns a JSON-friendly record; the driver alone writes the
-catalog and the objects. Every task pins torch's intra-op threads (``cluster.threads``) so that the
-local and the Ray engine compute the same bits.
+catalog and the objects. The engines pin torch's intra-op threads (``cluster.threads``) in every task,
+so that the local and the Ray engine compute the same bits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from basicvsr_archival.utils.threads import pinned_threads
+from basicvsr_archival.models.builder import build_restorer
 
 from .descriptors import compute_descriptors
-from .finetune import build_restorer, finetune_cluster, initial_state
+from .finetune import finetune_cluster, initial_state
 from .job_config import ArchivalConfig
 from .pipeline import DECODED_NAME, LR_NAME, prepare_video
 
@@ -29,18 +29,17 @@ def base_state(cfg: ArchivalConfig) -> dict[str, torch.Tensor]:
     return state
 
 
-def prepare_task(cfg: ArchivalConfig, source: str, work: str, threads: int) -> dict[str, Any]:
+def prepare_task(job: Mapping[str, Any]) -> dict[str, Any]:
     """Probe, LR-encode, decode and extract audio of one video, then its content descriptor (a worker task).
 
-    Resumable: finished stages recorded in ``work/state.json`` are kept (see :mod:`.pipeline`).
-    Returns the stage records, the work files (``lr``, ``decoded``, audio members) and ``descriptor``.
+    ``job``: ``cfg`` (:class:`ArchivalConfig`), ``source`` and ``work`` (paths). Resumable: finished
+    stages recorded in ``work/state.json`` are kept (see :mod:`.pipeline`). Returns the stage
+    records, the work files (``lr``, ``decoded``; audio members beside them) and ``descriptor``.
     """
-    work_dir = Path(work)
-    with pinned_threads(threads):
-        state = prepare_video(cfg, Path(source), work_dir)
-        model = build_restorer(cfg.model, cfg.finetune.seed)
-        model.load_state_dict(base_state(cfg))
-        descriptor = compute_descriptors(work_dir / DECODED_NAME, model.generator)
+    cfg, work_dir = job["cfg"], Path(job["work"])
+    state = prepare_video(cfg, Path(job["source"]), work_dir)
+    model = build_restorer(cfg.model, base_state(cfg)).eval()
+    descriptor = compute_descriptors(work_dir / DECODED_NAME, model.generator)
     stages = state.data["stages"]
     return {
         "probe": stages["probe"],
@@ -52,31 +51,28 @@ def prepare_task(cfg: ArchivalConfig, source: str, work: str, threads: int) -> d
     }
 
 
-def finetune_task(
-    cfg: ArchivalConfig,
-    pairs: Sequence[tuple[str, str]],
-    work: str,
-    iterations: int,
-    threads: int,
-    max_seconds: float | None = None,
-) -> dict[str, Any]:
+def finetune_task(job: Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tune one model on all of a cluster's (decoded LR, source) pairs (a worker task, resumable).
 
-    ``iterations`` is the cluster's budget; ``max_seconds`` (default: the config's) only a safety cap.
+    ``job``: ``cfg``, ``pairs``, ``work``, ``iters_per_video``, ``max_iters``, ``threads`` and
+    ``max_seconds`` (None: the config's ``finetune.max_seconds``, only a safety cap).
     """
-    settings = replace(
-        cfg.finetune, max_iters=iterations, max_seconds=max_seconds or cfg.finetune.max_seconds
+    cfg = job["cfg"]
+    settings = replace(cfg.finetune, max_seconds=job["max_seconds"] or cfg.finetune.max_seconds)
+    result = finetune_cluster(
+        cfg.model,
+        [(Path(lq), Path(gt)) for lq, gt in job["pairs"]],
+        Path(job["work"]),
+        settings,
+        iters_per_video=job["iters_per_video"],
+        max_iters=job["max_iters"],
+        base_checkpoint=cfg.base_checkpoint,
+        base_allow_extra_keys=cfg.base_allow_extra_keys,
+        scale=cfg.codec.scale,
+        threads=job["threads"],
+        eval_max_seq_len=cfg.restore.max_seq_len,
+        eval_overlap=cfg.restore.overlap,
+        progress=False,
+        resume=True,
     )
-    with pinned_threads(threads):
-        result = finetune_cluster(
-            cfg.model,
-            [(Path(lq), Path(gt)) for lq, gt in pairs],
-            Path(work),
-            settings,
-            base_checkpoint=cfg.base_checkpoint,
-            base_allow_extra_keys=cfg.base_allow_extra_keys,
-            scale=cfg.codec.scale,
-            progress=False,
-            resume=True,
-        )
     return {"checkpoint": str(result.checkpoint), "stats": result.stats}
