@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from . import store as store_mod
 from .cluster import add_to_state, assign_clusters, cluster_state
 from .collection_config import CollectionSettings, load_collection_config
 from .collection_tasks import base_state, finetune_task, prepare_task
+from .cost import sr_archive_bytes
 from .engines import make_engine
 from .finetune import cluster_iters
 from .job_config import ArchivalConfig, stored_model_config
@@ -169,8 +171,9 @@ def _prepare(st, eng, cfg, settings, ids, result, progress) -> None:
         lr_sha = st.put_file(rec["lr"], "lr")
         for s in rec["audio"]["streams"]:
             s["object"] = st.put_file(Path(rec["lr"]).parent / s["member"], "audio")
-        info = {k: rec[k] for k in ("probe", "encode_lr", "audio", "decoded", "lr")} | {"lr_object": lr_sha}
-        info["descriptor"] = rec["descriptor"]
+        info = {k: rec[k] for k in ("probe", "encode_lr", "audio", "descriptor")} | {"lr_object": lr_sha}
+        info["encode_lr"]["command"] = _portable_command(info["encode_lr"]["command"])
+        info["decoded"] = str(Path(rec["decoded"]).relative_to(st.root))  # the store may move
         st.update_video(res.key, state="prepared", info=info, source_sha256=rec["probe"]["sha256"])
 
 
@@ -221,7 +224,7 @@ def _train(st, eng, cfg, settings, base, result, progress) -> None:
     for c in st.clusters():
         if c["state"] == "done" or not members.get(c["id"]):
             continue
-        pairs = [(v["info"]["decoded"], v["source"]) for v in members[c["id"]]]
+        pairs = [(str(st.root / v["info"]["decoded"]), v["source"]) for v in members[c["id"]]]
         jobs[c["id"]] = {
             "cfg": cfg, "pairs": pairs, "work": str(_work(st, "clusters", c["id"])),
             "iters_per_video": settings.iters_per_video, "max_iters": settings.max_iters,
@@ -256,8 +259,23 @@ def _package(st: store_mod.Store, cfg: ArchivalConfig, base: Mapping[str, Any], 
             m["bytes"] = st.object_path(m["sha256"]).stat().st_size
         data = build_manifest(manifest, members)
         sha = st.put_bytes(data, "manifest")
-        st.update_video(v["id"], state="done", manifest_sha=sha)
+        charged = _charged_bytes(members, len(data), st.cluster_videos(cluster["id"]))
+        st.update_video(v["id"], state="done", manifest_sha=sha, bytes=charged)
         result.ran.append(f"package:{v['id']}")
+
+
+def _charged_bytes(members: Mapping[str, Mapping[str, Any]], manifest_bytes: int, sharing: list[str]) -> int:
+    """Bytes charged to a video (:func:`.cost.sr_archive_bytes`; its audio streams count as LR bytes)."""
+    own = sum(m["bytes"] for m in members.values() if m["role"] != "model")
+    model = sum(m["bytes"] for m in members.values() if m["role"] == "model")
+    return round(sr_archive_bytes(own, model, manifest_bytes, max(1, len(sharing))))
+
+
+def _portable_command(command: str) -> str:
+    """An encode command without machine paths: ``ffmpeg`` for the binary, ``lr.mp4`` for the output."""
+    args = shlex.split(command)
+    args[0], args[-1] = "ffmpeg", LR_NAME
+    return shlex.join(args)
 
 
 def _manifest(
@@ -266,7 +284,7 @@ def _manifest(
     """A video's archive manifest (no timestamps, timings or paths) and its members (name -> entry)."""
     info, src = video["info"], Path(video["source"])
     enc, probe = info["encode_lr"], info["probe"]
-    command = enc["command"].replace(info["lr"], LR_NAME).replace(str(src), src.name)
+    command = enc["command"].replace(str(src), src.name)
     model_member = cfg.storage.member_name
     trained = cluster["settings"]
     manifest = {

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg_options=args.cfg_options,
         progress=not args.no_progress,
     )
-    archived = sum(state == "archived" for state in result.videos.values())
+    archived = sum(state == "done" for state in result.videos.values())
     print(
         f"store:   {result.store} ({archived} of {len(videos)} videos archived; {len(result.ran)} tasks run)"
     )

@@ -24,13 +24,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 CONFIG = "configs/archival/collection_tiny_ci.py"
 OPTIONS = {"cluster.k": 3, "cluster.max_videos_per_cluster": None}
-VOLATILE = {"created_at", "updated_at", "engine", "worker_pid", "seconds", "attempts", "stats", "error"}
+SINGLE = ["--cfg-options", "cluster.method=single", "cluster.max_videos_per_cluster=None"]
+VOLATILE = {"created_at", "updated_at", "engine", "worker_pid", "seconds", "eval_seconds", "tasks"}
 
 
 def _strip(obj):
     """The catalog JSON without timestamps, timings and engine fields (what both engines must agree on)."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE and k != "tasks"}
+        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
     return obj
@@ -62,7 +63,7 @@ def local_store(tmp_path_factory, six_segments, repo_root):
 
 
 @pytest.fixture(scope="session")
-def ray_store(tmp_path_factory, six_segments, repo_root, ray_session):
+def ray_store(tmp_path_factory, six_segments, repo_root, ray_in_process):
     out = tmp_path_factory.mktemp("collection") / "ray_store"
     result = archive_collection(
         repo_root / CONFIG, [s.path for s in six_segments], out, engine="ray", cfg_options=OPTIONS,
@@ -79,17 +80,17 @@ def _catalog(store: Path) -> dict:
 
 def test_local_store_clusters_by_source_and_stores_one_model_per_cluster(local_store, six_segments):
     store, result = local_store
-    assert set(result.videos.values()) == {"archived"}
+    assert set(result.videos.values()) == {"done"}
     cat = _catalog(store)
     assert len(cat["videos"]) == 6 and len(cat["clusters"]) == 3
-    source_of = {Path(s.path).stem: s.source for s in six_segments}
+    source_of = {s.id: s.source for s in six_segments}
     for c in cat["clusters"]:
         assert len({source_of[v] for v in c["videos"]}) == 1, c  # k-means groups segments by source
         assert len(c["videos"]) == 2
     models = {c["model"] for c in cat["clusters"]}
     assert len(models) == 3
     with store_mod.Store.open(store, lock=False) as st:
-        kinds = [o["kind"] for o in st.objects()]
+        kinds = [o["kind"] for o in st.object_rows()]
     assert kinds.count("model") == 3 and kinds.count("base_model") == 1
     assert kinds.count("manifest") == 6 and kinds.count("lr") == 6
     assert store_mod.verify(store).ok
@@ -100,9 +101,9 @@ def test_ray_engine_gives_the_same_store_from_worker_processes(local_store, ray_
     assert _strip(local) == _strip(ray)
     with store_mod.Store.open(ray_store[0], lock=False) as st:
         tasks = st.tasks()
-        shas = {o["sha"] for o in st.objects()}
+        shas = {o["sha"] for o in st.object_rows()}
     with store_mod.Store.open(local_store[0], lock=False) as st:
-        assert {o["sha"] for o in st.objects()} == shas
+        assert {o["sha"] for o in st.object_rows()} == shas
     pids = {t["worker_pid"] for t in tasks}
     assert len(tasks) == 6 + 3 and os.getpid() not in pids and None not in pids
 
@@ -111,9 +112,9 @@ def test_ray_engine_gives_the_same_store_from_worker_processes(local_store, ray_
 def test_every_video_restores_by_id(local_store, six_segments, tmp_path, index):
     store, _ = local_store
     seg = six_segments[index]
-    vid = Path(seg.path).stem
-    out = tmp_path / f"{vid}.mkv"
-    store_mod.restore_video(store, vid, out, progress=False)
+    out = tmp_path / f"{seg.id}.mkv"
+    with store_mod.Store.open(store, lock=False) as st:
+        store_mod.restore_video(st, seg.id, out, progress=False)
     src, got = probe_video(seg.path), probe_video(out)
     assert got.num_frames == src.num_frames
     assert (got.width, got.height) == (src.width, src.height)
@@ -127,7 +128,7 @@ def test_flipped_byte_in_any_object_is_caught(local_store, tmp_path):
     copy = tmp_path / "store"
     shutil.copytree(local_store[0], copy)
     with store_mod.Store.open(copy, lock=False) as st:
-        objects = st.objects()
+        objects = st.object_rows()
     for kind in ("lr", "model", "manifest", "base_model"):
         obj = next(o for o in objects if o["kind"] == kind)
         path = copy / "objects" / obj["sha"][:2] / obj["sha"]
@@ -161,20 +162,20 @@ def test_missing_video_is_named_and_the_rest_archived(tmp_path, six_segments, re
     missing = tmp_path / "gone.mp4"
     proc = subprocess.run(
         [sys.executable, "tools/archive_collection.py", CONFIG, str(six_segments[0].path), str(missing),
-         "-o", str(tmp_path / "store"), "--no-progress", "--cfg-options", "cluster.method=single"],
+         "-o", str(tmp_path / "store"), "--no-progress", *SINGLE],
         cwd=repo_root, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 1
     assert "gone.mp4: video not found" in proc.stderr
     cat = _catalog(tmp_path / "store")
-    assert [v["state"] for v in cat["videos"]] == ["archived"]
+    assert [v["state"] for v in cat["videos"]] == ["done"]
 
 
 def test_killed_local_run_resumes_without_recomputing(tmp_path, six_segments, repo_root):
     store = tmp_path / "store"
     videos = [str(s.path) for s in six_segments[:4]]
     cmd = [sys.executable, "tools/archive_collection.py", CONFIG, *videos, "-o", str(store), "--no-progress",
-           "--cfg-options", "cluster.method=single"]  # fmt: skip
+           *SINGLE]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     done: list = []
@@ -195,4 +196,22 @@ def test_killed_local_run_resumes_without_recomputing(tmp_path, six_segments, re
     assert all(after[name] == n for name, n in before.items())  # finished tasks not redone
     assert len(after) == 4 + 1
     assert store_mod.verify(store).ok
-    assert {v["state"] for v in _catalog(store)["videos"]} == {"archived"}
+    assert {v["state"] for v in _catalog(store)["videos"]} == {"done"}
+
+
+def test_added_video_joins_the_nearest_cluster_without_retraining(local_store, collection_segments, tmp_path,
+                                                                 repo_root):  # fmt: skip
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(local_store[0], store, symlinks=True)
+    before = _catalog(store)
+    third = next(s for s in collection_segments if s.source == "box" and s.id.endswith("_s2"))
+    result = archive_collection(repo_root / CONFIG, [third.path], store, resume=True, cfg_options=OPTIONS,
+                                progress=False)  # fmt: skip
+    assert result.ok and result.ran == [f"prepare:{third.id}", f"package:{third.id}"]  # no fine-tuning
+    after = _catalog(store)
+    joined = next(c for c in after["clusters"] if third.id in c["videos"])
+    assert {v for v in joined["videos"] if v != third.id} == {"box_s0", "box_s1"}
+    assert {c["model"] for c in after["clusters"]} == {c["model"] for c in before["clusters"]}
+    assert store_mod.verify(store).ok
