@@ -30,7 +30,7 @@ from basicvsr_archival.engine.checkpoint import trusted_torch_load
 from basicvsr_archival.engine.config import check_trainable, load_config, set_work_dir
 from basicvsr_archival.engine.ddp import use_cpu_compatible_wrapper
 from basicvsr_archival.engine.launcher import finalize_distributed, init_distributed
-from basicvsr_archival.utils.cli import add_debug_argument, run_cli
+from basicvsr_archival.utils.cli import add_debug_argument, add_runner_arguments, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,13 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override config entries, e.g. train_cfg.max_iters=10 model.generator.mid_channels=16; "
         "a dot-less key naming a dataset field (data_root, gt_folder, ...) is set in every split",
     )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="load full-pickle checkpoints (torch.load weights_only=False), e.g. mmengine checkpoints "
-        "written without SafeCheckpointHook; only for files you trust",
-    )
-    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    add_runner_arguments(parser)
     parser.add_argument(
         "--check",
         action="store_true",

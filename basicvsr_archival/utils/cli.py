@@ -36,6 +36,18 @@ def add_debug_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
+def add_runner_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--trust-checkpoint`` and ``--launcher``: the options tools/train.py and tools/test.py share."""
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load full-pickle checkpoints (torch.load weights_only=False), e.g. mmengine checkpoints "
+        "written without SafeCheckpointHook; only for files you trust",
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    return parser
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a tool's ``main(argv)``; turn a failure into one ``error: ...`` line on stderr and exit code 1.
 
