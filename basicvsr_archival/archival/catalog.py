@@ -184,14 +184,7 @@ class Catalog:
     # -------------------------------------------------------------------------------- videos
     def add_video(self, id: str, **fields: Any) -> dict[str, Any]:
         """Insert a video row (fields: see ``VIDEO_FIELDS``; state defaults to 'pending'); returns it."""
-        cols = _columns({"state": "pending", **fields}, VIDEO_FIELDS, "videos")
-        now = utc_now()
-        cols.update(id=id, created_at=now, updated_at=now)
-        try:
-            names = ", ".join(cols)
-            self._write(f"INSERT INTO videos({names}) VALUES ({', '.join('?' * len(cols))})", cols.values())
-        except sqlite3.IntegrityError:
-            raise StoreError(f"{self.catalog_path.parent}: video {id!r} already exists") from None
+        self._insert("videos", "video", id, _columns({"state": "pending", **fields}, VIDEO_FIELDS, "videos"))
         self._recount(fields.get("cluster_id"))
         return self.video(id)  # type: ignore[return-value]
 
@@ -204,6 +197,16 @@ class Catalog:
             self._recount(old["cluster_id"])
             self._recount(fields["cluster_id"])
         return self.video(id)  # type: ignore[return-value]
+
+    def _insert(self, table: str, what: str, id: str, cols: dict[str, Any]) -> None:
+        """Insert a row with its id and timestamps; an existing id is one line naming it."""
+        now = utc_now()
+        cols = {**cols, "id": id, "created_at": now, "updated_at": now}
+        sql = f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        try:
+            self._write(sql, cols.values())
+        except sqlite3.IntegrityError:
+            raise StoreError(f"{self.catalog_path.parent}: {what} {id!r} already exists") from None
 
     def video(self, id: str) -> dict[str, Any] | None:
         """One video row, or None."""
@@ -228,13 +231,7 @@ class Catalog:
     def add_cluster(self, id: str, **fields: Any) -> dict[str, Any]:
         """Insert a cluster row (fields: see ``CLUSTER_FIELDS``; state defaults to 'pending')."""
         cols = _columns({"state": "pending", **fields}, CLUSTER_FIELDS, "clusters")
-        now = utc_now()
-        cols.update(id=id, created_at=now, updated_at=now)
-        try:
-            names = ", ".join(cols)
-            self._write(f"INSERT INTO clusters({names}) VALUES ({', '.join('?' * len(cols))})", cols.values())
-        except sqlite3.IntegrityError:
-            raise StoreError(f"{self.catalog_path.parent}: cluster {id!r} already exists") from None
+        self._insert("clusters", "cluster", id, cols)
         self._recount(id)
         return self.cluster(id)  # type: ignore[return-value]
 

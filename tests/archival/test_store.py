@@ -23,7 +23,7 @@ import torch
 from basicvsr_archival.archival.catalog import StoreFormatError
 from basicvsr_archival.archival.finetune import initial_state
 from basicvsr_archival.archival.package import BaseCheckpointError, member_of, parse_manifest, sha256_file
-from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job, run_cli
+from basicvsr_archival.archival.pipeline import load_archival_config, run_archive_job
 from basicvsr_archival.archival.restore import restore_archive
 from basicvsr_archival.archival.store import (
     Store,
@@ -36,6 +36,7 @@ from basicvsr_archival.archival.store import (
     verify,
 )
 from basicvsr_archival.utils.audio import audio_streams
+from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video, probe_video, run_ffmpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,11 +70,8 @@ def tiny_archive(reds_dir: Path, folder: Path, name: str, left: int, audio: bool
 
 
 def _tool(name: str):
-    """Import ``tools/<name>.py`` as a module (its ``main`` runs in-process)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The tool ``basicvsr_archival.tools.<name>`` (its ``main`` runs in-process)."""
+    return importlib.import_module(f"basicvsr_archival.tools.{name}")
 
 
 @pytest.fixture(scope="module")

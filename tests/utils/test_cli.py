@@ -92,6 +92,8 @@ _MISSING = {  # a tool's arguments naming a missing input, and the start of its 
     "demo": (["missing.py", "none", "in", "{tmp}/out.mp4"], "in: no such file or folder"),
     "make_sample_video": (["--frames", "0", "{tmp}/x.mkv"], "--frames must be 1..100000, got 0"),
     "pytorch2onnx": (["missing.py", "none", "{tmp}/x.onnx"], "missing.py: config file not found"),
+    "archive_collection": (["missing.py", "a.mp4", "-o", "{tmp}/s"], "missing.py: config file not found"),
+    "catalog": (["missing.store"], "missing.store: not a store"),
 }
 
 
@@ -112,7 +114,7 @@ def test_each_tool_has_one_line_errors_and_debug(module, tmp_path, capsys, monke
 
 def test_console_scripts_and_thin_scripts():
     assert console_scripts()[0] == "basicvsr-archive = basicvsr_archival.tools.commands:archive"
-    assert len(console_scripts()) == len(COMMANDS) == 10
+    assert len(console_scripts()) == len(COMMANDS) == 12
     scripts = [*sorted((REPO / "tools").glob("*.py")), REPO / "demo" / "restoration_video_demo.py"]
     assert len(scripts) == len(COMMANDS)
     for path in scripts:
