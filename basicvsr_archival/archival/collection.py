@@ -40,7 +40,7 @@ from .cluster import add_to_state, assign_clusters, cluster_state
 from .collection_config import CollectionSettings, load_collection_config
 from .collection_tasks import base_state, finetune_task, prepare_task
 from .cost import sr_archive_bytes
-from .engines import make_engine
+from .engines import Engine, TaskResult, make_engine
 from .finetune import cluster_iters
 from .job_config import ArchivalConfig, stored_model_config
 from .model_storage import encode_model, read_state_dict
@@ -146,7 +146,7 @@ def _work(st: store_mod.Store, *parts: str) -> Path:
     return st.root.joinpath(WORK_DIR, *parts)
 
 
-def _task_done(st: store_mod.Store, name: str, kind: str, res: Any, engine: str) -> None:
+def _task_done(st: store_mod.Store, name: str, kind: str, res: TaskResult, engine: str) -> None:
     """Record a finished (or failed) task with its attempts and worker pid."""
     st.record_task(
         name, kind, "failed" if res.error else "done", worker_pid=res.worker_pid, engine=engine,
@@ -154,7 +154,15 @@ def _task_done(st: store_mod.Store, name: str, kind: str, res: Any, engine: str)
     )  # fmt: skip
 
 
-def _prepare(st, eng, cfg, settings, ids, result, progress) -> None:
+def _prepare(
+    st: store_mod.Store,
+    eng: Engine,
+    cfg: ArchivalConfig,
+    settings: CollectionSettings,
+    ids: list[str],
+    result: CollectionResult,
+    progress: bool,
+) -> None:
     """Run the per-video preparation tasks of videos not yet prepared; store their LR and audio objects."""
     todo = [v for v in st.videos() if v["id"] in ids and v["state"] in ("registered", "failed")]
     jobs = {
@@ -214,7 +222,15 @@ def _put_base(st: store_mod.Store, cfg: ArchivalConfig) -> dict[str, Any]:
     return record
 
 
-def _train(st, eng, cfg, settings, base, result, progress) -> None:
+def _train(
+    st: store_mod.Store,
+    eng: Engine,
+    cfg: ArchivalConfig,
+    settings: CollectionSettings,
+    base: Mapping[str, Any],
+    result: CollectionResult,
+    progress: bool,
+) -> None:
     """Fine-tune every cluster without a model (one task each) and store each model once, as a delta."""
     members: dict[str, list[dict[str, Any]]] = {}
     for v in st.videos():
@@ -247,7 +263,9 @@ def _train(st, eng, cfg, settings, base, result, progress) -> None:
         st.update_cluster(res.key, state="done", model_sha=sha, settings=info)
 
 
-def _package(st: store_mod.Store, cfg: ArchivalConfig, base: Mapping[str, Any], result) -> None:
+def _package(
+    st: store_mod.Store, cfg: ArchivalConfig, base: Mapping[str, Any], result: CollectionResult
+) -> None:
     """Write the manifest object of every prepared video whose cluster has its model."""
     clusters = {c["id"]: c for c in st.clusters()}
     for v in st.videos():
