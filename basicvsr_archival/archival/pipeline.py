@@ -133,12 +133,7 @@ def _run_locked_job(
     state = JobState(work)
     if state.exists and not resume:
         raise ArchiveError(f"{work}: holds an earlier archive run; {resume_hint(work)}")
-    if state.data.get("source_path", str(src.resolve())) != str(src.resolve()):
-        raise ArchiveError(
-            f"{work}: belongs to the archive run of {state.data['source_path']}; use another --work-dir"
-        )
-    if state.data.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
-        raise ArchiveError(f"{work}: was made with different settings; use another --work-dir")
+    _check_work_owner(state, cfg, src, work)
     done = state.stage("package")
     if out.exists():
         if resume and done and done.get("archive") == str(out.resolve()):
@@ -171,16 +166,23 @@ def _run_stages(
     return JobResult(out, manifest, work, run)
 
 
+def _check_work_owner(state: JobState, cfg: ArchivalConfig, src: Path, work: Path) -> None:
+    """Refuse a work dir made for another source or with other settings (one line naming it)."""
+    if state.data.get("source_path", str(src.resolve())) != str(src.resolve()):
+        raise WorkDirMismatchError(
+            f"{work}: belongs to the archive run of {state.data['source_path']}; use another --work-dir"
+        )
+    if state.data.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
+        raise WorkDirMismatchError(f"{work}: was made with different settings; use another --work-dir")
+
+
 def prepare_video(cfg: ArchivalConfig, src: Path, work: Path) -> JobState:
     """The per-video stages of a collection (probe, LR encode, decode, audio) in ``work``; resumable.
 
     Runs in a worker: takes no lock (the collection's driver holds the store's) and returns the state.
     """
     state = JobState(work)
-    if state.data.get("source_path", str(src.resolve())) != str(src.resolve()):
-        raise WorkDirMismatchError(f"{work}: belongs to {state.data['source_path']}, not {src}")
-    if state.data.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
-        raise WorkDirMismatchError(f"{work}: was made with different settings")
+    _check_work_owner(state, cfg, src, work)
     state.data.update(fingerprint=cfg.fingerprint(), config=cfg.to_dict(), source_path=str(src.resolve()))
     work.mkdir(parents=True, exist_ok=True)
     run: list[str] = []
