@@ -11,6 +11,13 @@ points are kept in WORKDIR and skipped on a re-run (interrupt and re-run to resu
         --cfg-options study.crfs=[23,33] tco.cluster_size=10
     python tools/archival_study.py CONFIG clip.mp4 -o work_dirs/study --report-only \\
         --cfg-options tco.horizon_days=730     # re-price the finished points, measure nothing
+    python tools/archival_study.py configs/archival/study_tiny_ci.py a.mkv b.mkv c.mkv -o work_dirs/sh \
+        --cluster-sizes 1,2,4,all            # shared-model study: one model per cluster of N videos
+
+With ``--cluster-sizes`` the tool runs the shared-model study instead of the ladder: the videos are
+archived as a collection once per cluster size (budget: the config's ``cluster`` section), each
+restored with its cluster's model, its own per-video model (size 1) and the base model; it writes
+WORKDIR/shared/shared.md, shared.json and plots of quality and TCO vs cluster size.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from mmengine.config import DictAction
 from tqdm import tqdm
 
 from basicvsr_archival.archival.report import analyse, format_break_even, summary_rows, write_report
+from basicvsr_archival.archival.shared_report import write_shared_report
+from basicvsr_archival.archival.shared_study import analyse_shared, parse_sizes, run_shared_study
 from basicvsr_archival.archival.study import run_study
-from basicvsr_archival.archival.study_config import StudyError, load_study
+from basicvsr_archival.archival.study_config import Study, StudyError, load_study
 from basicvsr_archival.utils.cli import add_debug_argument, run_cli
 
 
@@ -45,6 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, help="CPU threads for torch (default: its own choice); timings depend on it"
     )
+    parser.add_argument(
+        "--cluster-sizes", help="shared-model study at these cluster sizes, e.g. 1,2,4,all (not the ladder)"
+    )
+    parser.add_argument(
+        "--shared-crf", type=int, help="CRF of the shared-model study (default: middle study CRF)"
+    )
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="shared-model study engine"
+    )
+    parser.add_argument(
+        "--ray-address", help="Ray cluster address for --engine ray (default: start Ray here)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_debug_argument(parser)
     return parser.parse_args(argv)
@@ -58,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             raise StudyError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     study = load_study(args.config, args.cfg_options)
+    if args.cluster_sizes:
+        return shared_main(args, study)
     try:
         measured = run_study(
             study, args.videos, args.work_dir, progress=not args.no_progress, compute=not args.report_only,
@@ -78,6 +101,34 @@ def main(argv: list[str] | None = None) -> int:
                 f"PSNR {p['psnr']:.2f} dB, VMAF {p['vmaf'] if p['vmaf'] is None else round(p['vmaf'], 2)}"
             )
             print(f"  {p['point']:<22} {p['bytes']:>10.0f} B  {quality}  {be}")
+    print(f"report: {paths['markdown']} (numbers: {paths['json']})")
+    return 0
+
+
+def shared_main(args: argparse.Namespace, study: Study) -> int:
+    """Run the shared-model study, write its report and print one line per cluster size."""
+    sizes = parse_sizes(args.cluster_sizes)
+    try:
+        measured = run_shared_study(
+            study, args.videos, args.work_dir, sizes, crf=args.shared_crf, engine=args.engine,
+            ray_address=args.ray_address, progress=not args.no_progress,
+            log=lambda msg: tqdm.write(msg, file=sys.stderr),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to continue (finished work is kept)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    analysis = analyse_shared(measured, study)
+    paths = write_shared_report(measured, analysis, Path(args.work_dir))
+    for r in analysis["rows"]:
+        share = r["share_of_per_video_gain"]
+        kept = "-" if share is None else f"{100 * share:.0f} %"
+        print(
+            f"cluster size {r['size']:>4}: {r['clusters']} clusters, PSNR {r['psnr']:.3f} dB, "
+            f"{r['bytes_per_video'] / 1e3:.1f} kB/video, "
+            f"fine-tune {r['finetune_seconds_per_video']:.1f} s/video, "
+            f"gain kept {kept}"
+        )
     print(f"report: {paths['markdown']} (numbers: {paths['json']})")
     return 0
 
