@@ -14,7 +14,9 @@ Bytes per video (:func:`study_analysis.charged_bytes`): ``full`` the encode; ``b
 ``sr_finetuned`` LR + model / ``model_shared_by`` + manifest. The model is counted **per point**: each
 (scale, CRF) point has its own model, fine-tuned on that point's decoded LR stream, because that is
 what its archive stores; ``model_shared_by`` (default the cluster size) divides it when one model
-serves a cluster of similar videos, as in Neural Cloud Storage (HotStorage '23). Seconds per point:
+serves a cluster of similar videos, as in Neural Cloud Storage (HotStorage '23); here it is only a
+divisor: :mod:`.shared_study` (``tools/archival_study.py --cluster-sizes``) trains, stores and
+restores the shared models and measures what they keep. Seconds per point:
 ``encode`` (LR or full encode), ``finetune`` (the archive job's fine-tuning stage, wall clock),
 ``restore`` (what a retrieval runs: decode for ``full``, upscale or SR + writing the video otherwise).
 Quality: PSNR / SSIM (RGB, 8-bit, frame mean) and VMAF (libvmaf default model) against the original.
