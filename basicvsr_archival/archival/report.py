@@ -30,6 +30,7 @@ from basicvsr_archival.utils.atomic import atomic_path, atomic_write_text
 from .package import to_jsonable
 from .study_analysis import bd_rate, charged_bytes, tco_curves, tco_scenario, write_json_atomic
 from .study_config import LABELS, SR_VARIANTS, VARIANTS, Study
+from .throughput import load_profile, model_size_name
 
 MARK_DAYS = (1.0, 7.0, 30.0, 365.0)
 NARROW_OVERLAP = 0.5  # BD-rates over less of the anchor's quality range are marked as unreliable
@@ -95,11 +96,31 @@ def analyse(measured: Mapping[str, Any], study: Study) -> dict[str, Any]:
                         rt, qt = [p["bytes"] for p in curve], [p[metric] for p in curve]
                         row[metric] = bd_rate(ra, qa, rt, qt, study.settings.bd_method).to_dict()
                 video["bd_rate"].append(row)
+        if study.tco.throughput_profile:
+            _profile_restore_seconds(video, pts, study)
         original, options = select_points(pts, study)
         video["tco"] = tco_curves(original, options, study) if original is not None else None
         if video["tco"] is not None:
             _add_marks(video["tco"], original, {p["point"]: p for p, _ in options}, study)
     return to_jsonable(results)
+
+
+def _profile_restore_seconds(video: dict[str, Any], points: Sequence[dict[str, Any]], study: Study) -> None:
+    """SR points' restore seconds from ``tco.throughput_profile`` (the measured ones kept as a check).
+
+    ``seconds = frames * p / rate(p)`` at the video's LR size (:mod:`.throughput`), for the config's
+    model size, each point's device and ``restore.precision``.
+    """
+    profile = load_profile(str(study.tco.throughput_profile))
+    name = model_size_name(study.cfg["model"]["generator"])
+    w, h = video["crop"]["to"]
+    for p in points:
+        if p["variant"] not in ("sr_base", "sr_finetuned"):
+            continue
+        device = str(p.get("device", "cpu")).split(":")[0]
+        secs = profile.restore_seconds(name, device, study.archival.restore.precision, int(video["frames"]),
+                                       w // p["scale"], h // p["scale"], p["scale"])  # fmt: skip
+        p["seconds"] = {**p["seconds"], "restore_measured": p["seconds"]["restore"], "restore": secs}
 
 
 def _add_marks(tco: dict[str, Any], original: Mapping, points: Mapping[str, Mapping], study: Study) -> None:

@@ -56,6 +56,7 @@ from .study import (
 )
 from .study_analysis import write_json_atomic
 from .study_config import Study, StudyError
+from .throughput import load_profile, model_size_name
 
 MIN_GAIN_DB = 0.3
 INTERVALS_DAYS = (30.0, 365.0, math.inf)  # TCO plotted at monthly, yearly and no retrievals
@@ -212,6 +213,9 @@ def run_shared_study(
         "sizes": {},
         "base": {},
         "original_bytes": {v: srcs[i].stat().st_size for i, v in enumerate(ids)},
+        "lr_sizes": {
+            v: [probe_video(p).width // scale, probe_video(p).height // scale] for v, p in sources.items()
+        },
         "fingerprint": fingerprint,
     }
     for size, label in zip(sizes, labels):
@@ -309,7 +313,8 @@ def analyse_shared(measured: Mapping[str, Any], study: Study) -> dict[str, Any]:
             "iterations_per_cluster": [c["iterations"] for c in size["clusters"]],
             "bytes_per_video": _mean([vids[v]["bytes"] for v in ids]),
             "finetune_seconds_per_video": ft / len(ids),
-            "restore_seconds_per_video": _mean([vids[v]["restore_seconds"] for v in ids]),
+            "restore_seconds_per_video": _mean([_restore_seconds(measured, vids[v], v, study) for v in ids]),
+            "restore_seconds_measured_per_video": _mean([vids[v]["restore_seconds"] for v in ids]),
         }
         row.update({m: _mean([vids[v][m] for v in ids]) for m in ("psnr", "ssim", "vmaf")})
         rows.append(row)
@@ -332,6 +337,18 @@ def analyse_shared(measured: Mapping[str, Any], study: Study) -> dict[str, Any]:
         "rows": rows,
         "horizon_days": study.tco.horizon_days,
     }
+
+
+def _restore_seconds(measured: Mapping[str, Any], rec: Mapping[str, Any], vid: str, study: Study) -> float:
+    """A video's restore seconds: from ``tco.throughput_profile`` (:mod:`.throughput`), else measured."""
+    if not study.tco.throughput_profile or "lr_sizes" not in measured:
+        return float(rec["restore_seconds"])
+    w, h = measured["lr_sizes"][vid]
+    name = model_size_name(study.cfg["model"]["generator"])
+    profile = load_profile(str(study.tco.throughput_profile))
+    device = str(rec.get("device", "cpu")).split(":")[0]
+    return profile.restore_seconds(name, device, study.archival.restore.precision, int(rec["frames"]), w, h,
+                                   int(measured["scale"]))  # fmt: skip
 
 
 def _tco(row: Mapping[str, Any], measured: Mapping[str, Any], study: Study) -> list[dict[str, Any]]:

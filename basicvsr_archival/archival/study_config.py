@@ -84,6 +84,7 @@ class TcoSettings:
     match_tolerance: float = 0.0
     interval_days: tuple[float, float, int] = (1.0, 3650.0, 61)
     cpu_usd_per_hour: float | None = None
+    throughput_profile: str | None = None
 
     def __post_init__(self) -> None:
         """Validate the fields."""

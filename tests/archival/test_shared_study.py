@@ -15,6 +15,7 @@ from basicvsr_archival.archival.shared_study import (
     parse_sizes,
 )
 from basicvsr_archival.archival.study_config import StudyError, load_study
+from basicvsr_archival.archival.throughput import ThroughputEntry, ThroughputProfile, save_profile
 from basicvsr_archival.tools.archival_study import main as study_main
 from basicvsr_archival.utils.cli import run_cli
 
@@ -39,24 +40,30 @@ def _size(
     psnrs: list[float], nbytes: list[int], cluster_seconds: list[float], groups: list[list[str]]
 ) -> dict:
     """A measured cluster size of videos a, b, c, d (restore 2 s each)."""
-    vids = {v: {"psnr": p, "ssim": 0.9, "vmaf": None, "bytes": b, "restore_seconds": 2.0}
+    vids = {v: {"psnr": p, "ssim": 0.9, "vmaf": None, "bytes": b, "restore_seconds": 2.0, "frames": 30}
             for v, p, b in zip("abcd", psnrs, nbytes)}  # fmt: skip
     clusters = [{"id": f"c{i}", "videos": g, "model": "x", "iterations": 10, "finetune_seconds": s}
                 for i, (g, s) in enumerate(zip(groups, cluster_seconds))]  # fmt: skip
     return {"clusters": clusters, "videos": vids}
 
 
-def test_share_of_per_video_gain_and_tco_by_hand(repo_root):
-    study = load_study(repo_root / "configs" / "archival" / "study_tiny_ci.py")
+def _measured() -> dict:
+    """Four videos measured at cluster sizes 1 and 4 (the per-video models gain 1 dB over the base)."""
     base = {v: {"psnr": 30.0, "ssim": 0.9, "vmaf": None} for v in "abcd"}
-    measured = {
+    return {
         "scale": 2, "crf": 28, "videos": list("abcd"), "base": base,
         "original_bytes": {v: 2_000_000 for v in "abcd"},
         "sizes": {
             "1": _size([31.0, 31.2, 30.8, 31.0], [600_000] * 4, [40.0] * 4, [["a"], ["b"], ["c"], ["d"]]),
             "4": _size([30.9, 30.8, 30.9, 30.8], [450_000] * 4, [60.0], [list("abcd")]),
         },
+        "lr_sizes": {"a": [100, 100], "b": [100, 100], "c": [400, 100], "d": [400, 100]},
     }  # fmt: skip
+
+
+def test_share_of_per_video_gain_and_tco_by_hand(repo_root):
+    study = load_study(repo_root / "configs" / "archival" / "study_tiny_ci.py")
+    measured = _measured()
     a = analyse_shared(measured, study)
     r1, r4 = a["rows"]
     assert a["per_video_gain_db"] == pytest.approx(1.0)
@@ -122,3 +129,26 @@ def test_shared_study_resumes_and_refuses_other_settings(shared_run, capsys):
     assert run_cli(study_main, [*argv[:-1], "cluster.max_iters=4"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other settings" in err[0]
+
+
+def test_restore_seconds_come_from_a_throughput_profile(repo_root, tmp_path):
+    # c8n1 (the config's size) at 1e5 LR px/s for 100x100 and 2e5 for 400x100, on the CPU in fp32
+    entries = [
+        ThroughputEntry("c8n1", 8, 1, 2, "cpu", "x", "fp32", w, 100, 10, s)
+        for w, s in ((100, 1.0), (400, 2.0))
+    ]
+    path = save_profile(ThroughputProfile(tuple(entries), {}), tmp_path / "profile.json")
+    config = repo_root / "configs" / "archival" / "study_tiny_ci.py"
+    study = load_study(config, {"tco.throughput_profile": str(path)})
+    row = analyse_shared(_measured(), study)["rows"][1]
+    # 30 frames: a, b at 1e4 px / 1e5 px/s = 3 s; c, d at 4e4 px / 2e5 px/s = 6 s
+    assert row["restore_seconds_per_video"] == pytest.approx(4.5)
+    assert row["restore_seconds_measured_per_video"] == pytest.approx(2.0)
+    monthly = next(t for t in row["tco"] if t["interval_days"] == 30.0)
+    plain = next(
+        t
+        for t in analyse_shared(_measured(), load_study(config))["rows"][1]["tco"]
+        if t["interval_days"] == 30.0
+    )
+    # 365 / 30 retrievals, each 2.5 s more at $0.085/h
+    assert monthly["sr_usd"] - plain["sr_usd"] == pytest.approx(365 / 30 * 2.5 * 0.085 / 3600, rel=1e-9)

@@ -27,6 +27,7 @@ from basicvsr_archival.archival import container
 from basicvsr_archival.archival.cost import ArchiveScenario, CostModel
 from basicvsr_archival.archival.study_analysis import bd_rate, charged_bytes, tco_curves
 from basicvsr_archival.archival.study_config import load_study
+from basicvsr_archival.archival.throughput import ThroughputEntry, ThroughputProfile, save_profile
 from basicvsr_archival.utils.cli import run_cli
 from basicvsr_archival.utils.ffmpeg import frames_to_video
 
@@ -244,6 +245,17 @@ def test_study_cli_end_to_end_and_resume(reds_demo_dir: Path, tmp_path: Path, ca
     p = {q["point"]: q for q in priced["points"]}["sr_finetuned_x2_crf23"]
     assert p["bytes"] == pytest.approx(charged_bytes(pts["sr_finetuned_x2_crf23"], 1000))
     assert [f.stat().st_mtime_ns for f in point_files] == mtimes
+
+    # 7b. re-pricing with a throughput profile: SR restore seconds = frames * LR pixels / profiled rate
+    entry = ThroughputEntry("c8n1", 8, 1, 2, "cpu", "x", "fp32", 66, 36, 10, 0.5)  # 47,520 px/s
+    profile = save_profile(ThroughputProfile((entry,), {}), tmp_path / "profile.json")
+    assert run_cli(_tool().main, [*args, f"tco.throughput_profile={profile}", "--report-only"]) == 0
+    priced = _finite_json(work / "results.json")["videos"][0]
+    for opt in priced["tco"]["options"]:
+        want = (
+            6 * 66 * 36 / 47_520 if opt["variant"] != "bicubic" else pts[opt["point"]]["seconds"]["restore"]
+        )
+        assert opt["restore_seconds"] == pytest.approx(want)
 
     # 8. other measurement settings in the same work dir are refused with one line
     assert run_cli(_tool().main, [*args, "finetune.lr=0.01"]) == 1
