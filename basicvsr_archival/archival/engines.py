@@ -10,7 +10,8 @@ catalog) stays in the driver.
   every item is a remote task with ``max_retries`` (worker deaths and exceptions are retried) and
   asks for a GPU (``num_gpus=1``) when ``kind='gpu'`` and the cluster has GPUs. Ray re-executes
   the function on a retry, so each attempt is counted by the task itself in a marker file under a
-  scratch dir the driver makes (on a multi-node cluster pass a ``scratch_dir`` every node sees).
+  scratch dir the driver makes (on a multi-node cluster pass a ``scratch_dir`` every node sees); while
+  a task runs, its marker (:func:`marker_name`) names its attempt and the pid of the worker running it.
 
 Both engines run ``fn`` on ``threads`` torch intra-op threads (results do not depend on the engine or
 the machine's core count). A task that still fails after its retries gives a result with ``error``
@@ -102,6 +103,11 @@ def _count_attempt(marker: Path) -> int:
     tmp.write_text(f"{attempts + 1} {os.getpid()}\n")
     os.replace(tmp, marker)
     return attempts + 1
+
+
+def marker_name(key: str) -> str:
+    """File name of the attempt marker of the task of item ``key`` (``attempts pid`` of its last attempt)."""
+    return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.attempts"
 
 
 def read_marker(marker: Path) -> tuple[int, int]:
@@ -257,7 +263,7 @@ class RayEngine(Engine):
             fn_ref = ray.put(fn)
             pending: dict[Any, tuple[str, Path, float]] = {}
             for key, arg in pairs:
-                marker = scratch / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.attempts"
+                marker = scratch / marker_name(key)
                 ref = remote.remote(fn_ref, arg, str(marker), self.threads)
                 pending[ref] = (key, marker, time.perf_counter())
             while pending:

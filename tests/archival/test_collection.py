@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from basicvsr_archival.archival import store as store_mod
 from basicvsr_archival.archival.collection import CollectionError, archive_collection
+from basicvsr_archival.archival.engines import marker_name, read_marker
 from basicvsr_archival.utils.ffmpeg import probe_video
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -197,6 +199,56 @@ def test_killed_local_run_resumes_without_recomputing(tmp_path, six_segments, re
     assert len(after) == 4 + 1
     assert store_mod.verify(store).ok
     assert {v["state"] for v in _catalog(store)["videos"]} == {"done"}
+
+
+def _kill_first_checkpointed_finetune(store: Path, killed: dict, stop: threading.Event) -> None:
+    """SIGKILL the Ray worker of the first cluster fine-tuning that has saved a checkpoint (attempt 1)."""
+    clusters = store / "work" / "clusters"
+    while not stop.wait(0.02):
+        for work in sorted(clusters.glob("*")) if clusters.is_dir() else []:
+            markers = list((store / "work" / "engine").glob(f"*/{marker_name(work.name)}"))
+            if not (work / "last_checkpoint").is_file() or (work / "finetuned.pth").exists() or not markers:
+                continue
+            attempt, pid = read_marker(markers[0])
+            if attempt == 1 and pid not in (0, os.getpid()):
+                checkpoint = Path((work / "last_checkpoint").read_text().strip()).name
+                os.kill(pid, signal.SIGKILL)
+                killed.update(cluster=work.name, pid=pid, checkpoint=checkpoint)
+                return
+
+
+def test_ray_worker_killed_while_fine_tuning_is_retried_without_recomputing(
+    tmp_path, six_segments, repo_root, ray_in_process, ray_store
+):
+    store, killed, stop = tmp_path / "store", {}, threading.Event()
+    killer = threading.Thread(target=_kill_first_checkpointed_finetune, args=(store, killed, stop))
+    killer.start()
+    try:
+        result = archive_collection(
+            repo_root / CONFIG, [s.path for s in six_segments], store, engine="ray", cfg_options=OPTIONS,
+            progress=False,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no fine-tuning was caught after its first checkpoint"
+    assert result.ok, result.failed
+    assert store_mod.verify(store).ok
+    with store_mod.Store.open(store, lock=False) as st:
+        tasks = {t["name"]: t for t in st.tasks()}
+        clusters = {c["id"]: c for c in st.clusters()}
+        shas = {o["sha"] for o in st.object_rows()}
+    retried = tasks[f"finetune:{killed['cluster']}"]
+    assert retried["attempts"] == 2 and retried["state"] == "done"
+    assert retried["worker_pid"] not in (killed["pid"], os.getpid())
+    others = [t["attempts"] for name, t in tasks.items() if name != retried["name"]]
+    assert len(tasks) == 6 + 3 and others == [1] * 8  # no video prepared twice, no other cluster redone
+    stats = clusters[killed["cluster"]]["settings"]["finetune"]
+    assert f"iter_{stats['resumed_from_iter']}.pth" == killed["checkpoint"] and stats["iters"] == 20
+    with store_mod.Store.open(ray_store[0], lock=False) as st:  # the same bits as the unkilled run
+        unkilled = {c["id"]: c["model_sha"] for c in st.clusters()}
+        assert {o["sha"] for o in st.object_rows()} == shas
+    assert {k: c["model_sha"] for k, c in clusters.items()} == unkilled and len(set(unkilled.values())) == 3
 
 
 def test_added_video_joins_the_nearest_cluster_without_retraining(local_store, collection_segments, tmp_path,
