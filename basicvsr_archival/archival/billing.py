@@ -76,7 +76,9 @@ class StorageTier:
                 if not isinstance(self.needs_restore, bool):
                     raise CostModelError(f"tier {self.name!r} needs_restore must be True or False")
             else:
-                _check_nonneg(f"tier {self.name!r} {f.name}", getattr(self, f.name))
+                object.__setattr__(
+                    self, f.name, _check_nonneg(f"tier {self.name!r} {f.name}", getattr(self, f.name))
+                )
 
     @property
     def has_standard_charges(self) -> bool:
