@@ -3,23 +3,44 @@
 Background: HotStorage '23 "Neural Cloud Storage" stores a downscaled encode plus a content-aware SR
 model instead of the original. Storage shrinks, but every retrieval pays GPU time to restore the video,
 so it only pays for rarely accessed videos; with AWS S3 tiers the paper reports TCO savings of up to
-22.5 %. This module prices both options over a horizon, each in its cheapest storage tier.
+22.5 %. This module prices both options over a horizon, each in its cheapest storage tier, with the
+paper's two prices per tier (USD per GB-month, per GB retrieved) and, where a price table gives them,
+the billing rules of the AWS S3 pricing page (https://aws.amazon.com/s3/pricing/): minimum storage
+durations, minimum billable object sizes, per-object overheads, request fees and restore copies
+(:class:`.billing.StorageTier`; price tables in ``configs/archival/prices``, :mod:`.prices`).
 
 Units: prices in USD; sizes in bytes converted with ``gb_bytes`` bytes per GB. The default is the SI
 gigabyte (1e9 bytes); pass ``gb="binary"`` (2**30 bytes) for a provider whose billed "GB" is a GiB
 (check the provider's billing definitions; AWS's count 2**30 bytes). A month is ``days_per_month`` (30) days.
 
-TCO of one option (original or SR archive) in tier t over a horizon of H days, accessed every I days:
+TCO of one option (original or SR archive) in tier t over a horizon of H days, accessed every I days.
+The option is a set of billed objects j of b_j bytes, a share s_j of each charged to this video
+(:class:`.billing.BilledObject`; by default one object of all its bytes, share 1); ``packing`` says
+whether a video's own members are packed into one object in tier t (:func:`.billing.objects_in_tier`):
 
-1. ``S = bytes / gb_bytes``                               (GB stored)
+1. ``S = bytes / gb_bytes``                               (GB stored, = sum_j s_j b_j / gb_bytes)
 2. ``M = H / days_per_month``                              (months stored)
 3. ``R = H / I``                                           (expected retrievals; 0 when I = inf; not rounded)
-4. ``storage_t = S * p_t * M``                             (p_t: USD per GB-month)
+4. ``storage_t = B_t * p_t * M * f_t + V_t * p_std * M``   (p_t: USD per GB-month of tier t), where
+   ``B_t = sum_j s_j (max(b_j, z_t) + v_t) / gb_bytes``   (z_t: minimum billable object size,
+   v_t: per-object overhead at p_t), ``V_t = sum_j s_j w_t / gb_bytes`` (w_t: per-object overhead at
+   the standard tier's price p_std; AWS Glacier Flexible Retrieval / Deep Archive: v = 32 KB, w = 8 KB),
+   and ``f_t = max(L, m_t) / L`` the minimum-duration factor: the objects are rewritten every
+   ``rewrite_days`` W days (inf = never) and deleted at the horizon, so each write lives
+   ``L = min(W, H)`` days and is billed ``max(L, m_t)`` days (m_t: minimum storage days);
 5. ``retrieval_t = S * r_t * R``                           (r_t: USD per GB retrieved)
-6. ``compute = R * restore_s * g / 3600``                  (SR only; g: compute USD/hour, GPU or CPU)
-7. ``finetune = finetune_s * g / 3600 / N``                (SR only; one-time, shared by N videos)
-8. ``TCO_t = storage_t + retrieval_t + compute + finetune``; each option uses ``min_t TCO_t``
-9. ``saving = TCO_original - TCO_sr``; ``saving % = 100 * saving / TCO_original``.
+6. ``requests_t = (H / L) * K_t * put_t + R * K_t * (get_t + restore_t)``   (K_t = sum_j s_j objects
+   billed; put/get/restore: USD per request = per-1,000 price / 1000; H / L writes, fractional like R)
+7. ``copy_t = R * S * p_std * D / days_per_month``         (tiers that need a restore: each retrieval
+   restores a temporary copy billed at the standard tier's price for D = ``restore_copy_days`` days)
+8. ``compute = R * restore_s * g / 3600``                  (SR only; g: compute USD/hour, GPU or CPU)
+9. ``finetune = finetune_s * g / 3600 / N``                (SR only; one-time, shared by N videos)
+10. ``TCO_t = storage_t + retrieval_t + requests_t + copy_t + compute + finetune``; each option uses
+    ``min_t TCO_t``; ``saving = TCO_original - TCO_sr``; ``saving % = 100 * saving / TCO_original``.
+
+With a two-price tier (every other field 0) steps 4, 6 and 7 reduce to ``S * p_t * M`` and 0: the
+paper's model. Steps 4-10 are ``a_t + b_t * R`` per tier: minimum durations, sizes, overheads and PUTs
+are constants, GET / restore requests, restore copies and compute grow linearly with R.
 
 Break-even (see :meth:`CostComparison.break_even`): with H fixed, both cheapest-tier costs are minima
 of straight lines in R, i.e. concave piecewise-linear, so the saving D(R) is piecewise linear and its
@@ -34,46 +55,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .billing import (
+    DEFAULT_TIERS,
+    PACKINGS,
+    BilledObject,
+    CostModelError,
+    StorageTier,
+    _check_nonneg,
+    objects_in_tier,
+    parse_tiers,
+    sr_archive_objects,
+    tier_config,
+)
+
+__all__ = [
+    "DEFAULT_TIERS", "GB_BINARY", "GB_SI", "ArchiveScenario", "BilledObject", "BreakEven", "CostComparison",
+    "CostModel", "CostModelError", "OptionCost", "StorageTier", "sr_archive_bytes", "sr_archive_objects",
+]  # fmt: skip
+
 GB_SI = 1e9
 GB_BINARY = float(2**30)
 _GB_NAMES = {"si": GB_SI, "gb": GB_SI, "decimal": GB_SI, "binary": GB_BINARY, "gib": GB_BINARY}
-
-
-class CostModelError(ValueError):
-    """Invalid cost-model configuration or scenario input."""
-
-
-def _check_nonneg(name: str, value: float, allow_inf: bool = False) -> float:
-    """``value`` as float; :class:`CostModelError` if negative, NaN or (unless allowed) infinite."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise CostModelError(f"{name} must be a number, got {value!r}") from exc
-    if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
-        raise CostModelError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
-@dataclass(frozen=True)
-class StorageTier:
-    """One storage class: price per GB-month stored and per GB retrieved (USD)."""
-
-    name: str
-    storage_usd_per_gb_month: float
-    retrieval_usd_per_gb: float
-
-    def __post_init__(self) -> None:
-        """Reject negative prices."""
-        _check_nonneg(f"tier {self.name!r} storage price", self.storage_usd_per_gb_month)
-        _check_nonneg(f"tier {self.name!r} retrieval price", self.retrieval_usd_per_gb)
-
-
-# AWS S3 tiers as used by Neural Cloud Storage (HotStorage '23).
-DEFAULT_TIERS: tuple[StorageTier, ...] = (
-    StorageTier("Frequent", 0.021, 0.0),
-    StorageTier("Infrequent", 0.0125, 0.01),
-    StorageTier("Archive", 0.004, 0.03),
-)
 
 
 def sr_archive_bytes(
@@ -87,7 +89,14 @@ def sr_archive_bytes(
 
 @dataclass(frozen=True)
 class ArchiveScenario:
-    """Inputs of one comparison (sizes in bytes, times in seconds, intervals in days)."""
+    """Inputs of one comparison (sizes in bytes, times in seconds, intervals in days).
+
+    ``original_objects`` / ``sr_objects``: the option's billed objects (empty: one object of all its
+    bytes; else their share-weighted bytes must add up to ``original_bytes`` / ``sr_bytes``);
+    ``packing``: ``per_member``, ``packed`` or ``packed_cold`` (:func:`.billing.objects_in_tier`);
+    ``rewrite_days``: days between rewrites of the objects (inf: written once); ``restore_copy_days``:
+    days a restored copy is kept in tiers that need a restore (1 = the shortest AWS restore).
+    """
 
     original_bytes: float
     sr_bytes: float
@@ -96,6 +105,11 @@ class ArchiveScenario:
     horizon_days: float = 365.0
     finetune_seconds: float = 0.0
     cluster_size: int = 1
+    original_objects: tuple[BilledObject, ...] = ()
+    sr_objects: tuple[BilledObject, ...] = ()
+    packing: str = "per_member"
+    rewrite_days: float = math.inf
+    restore_copy_days: float = 1.0
 
     def __post_init__(self) -> None:
         """Validate: sizes/times >= 0, horizon > 0, interval > 0 (inf = never retrieved), cluster >= 1."""
@@ -114,11 +128,34 @@ class ArchiveScenario:
             or self.cluster_size < 1
         ):
             raise CostModelError(f"cluster_size must be an int >= 1, got {self.cluster_size!r}")
+        if self.packing not in PACKINGS:
+            raise CostModelError(f"packing must be one of {list(PACKINGS)}, got {self.packing!r}")
+        if _check_nonneg("rewrite_days", self.rewrite_days, allow_inf=True) == 0:
+            raise CostModelError("rewrite_days must be > 0 (use math.inf for never)")
+        _check_nonneg("restore_copy_days", self.restore_copy_days)
+        for name in ("original", "sr"):
+            objs, nbytes = tuple(getattr(self, f"{name}_objects")), getattr(self, f"{name}_bytes")
+            object.__setattr__(self, f"{name}_objects", objs)
+            total = sum(o.nbytes * o.share for o in objs)
+            if objs and not math.isclose(total, nbytes, rel_tol=1e-9, abs_tol=1e-6):
+                raise CostModelError(
+                    f"{name}_objects add up to {total:.0f} bytes, not {name}_bytes = {nbytes}"
+                )
 
     @property
     def retrievals(self) -> float:
         """Expected retrievals over the horizon: ``R = horizon / interval`` (step 3, fractional)."""
         return 0.0 if math.isinf(self.access_interval_days) else self.horizon_days / self.access_interval_days
+
+    @property
+    def days_per_write(self) -> float:
+        """Days each write of the objects lives: ``L = min(rewrite_days, horizon)`` (step 4)."""
+        return min(self.rewrite_days, self.horizon_days)
+
+    def objects(self, option: str) -> tuple[BilledObject, ...]:
+        """The billed objects of ``option`` ('original' or 'sr'), before packing."""
+        objs = self.original_objects if option == "original" else self.sr_objects
+        return objs or (BilledObject(self.original_bytes if option == "original" else self.sr_bytes),)
 
 
 @dataclass(frozen=True)
@@ -131,21 +168,32 @@ class OptionCost:
     retrieval_usd: float
     compute_usd: float = 0.0
     finetune_usd: float = 0.0
+    request_usd: float = 0.0
+    restore_copy_usd: float = 0.0
 
     @property
     def total_usd(self) -> float:
-        """TCO = storage + retrieval + compute + fine-tune share (step 8)."""
-        return self.storage_usd + self.retrieval_usd + self.compute_usd + self.finetune_usd
+        """TCO = storage + retrieval + compute + fine-tune share + requests + restore copies (step 10)."""
+        return (self.storage_usd + self.retrieval_usd + self.compute_usd + self.finetune_usd
+                + self.request_usd + self.restore_copy_usd)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Prices: storage tiers, compute USD per hour, bytes per GB and days per month."""
+    """Prices: storage tiers, compute USD per hour, bytes per GB and days per month.
+
+    ``standard_tier`` names the tier whose storage price bills restore copies and per-object overheads
+    "at Standard" (needed when a tier has them); ``cpu_usd_per_hour`` is a price table's CPU price
+    (informational here: :meth:`compute_usd` uses ``gpu_usd_per_hour``; callers pricing CPU restores
+    replace it, e.g. ``dataclasses.replace(model, gpu_usd_per_hour=model.cpu_usd_per_hour)``).
+    """
 
     tiers: tuple[StorageTier, ...] = DEFAULT_TIERS
     gpu_usd_per_hour: float = 0.302
     gb_bytes: float = GB_SI
     days_per_month: float = 30.0
+    standard_tier: str | None = None
+    cpu_usd_per_hour: float | None = None
 
     def __post_init__(self) -> None:
         """Validate prices and units."""
@@ -156,31 +204,52 @@ class CostModel:
         if len(set(names)) != len(names):
             raise CostModelError(f"tier names must be unique, got {names}")
         _check_nonneg("gpu_usd_per_hour", self.gpu_usd_per_hour)
+        if self.cpu_usd_per_hour is not None:
+            _check_nonneg("cpu_usd_per_hour", self.cpu_usd_per_hour)
         if (
             _check_nonneg("gb_bytes", self.gb_bytes) == 0
             or _check_nonneg("days_per_month", self.days_per_month) == 0
         ):
             raise CostModelError("gb_bytes and days_per_month must be > 0")
+        if self.standard_tier is not None and self.standard_tier not in names:
+            raise CostModelError(f"standard_tier {self.standard_tier!r} is not one of the tiers {names}")
+        needs = [t.name for t in self.tiers if t.has_standard_charges]
+        if needs and self.standard_tier is None:
+            raise CostModelError(
+                f"tiers {needs} bill restore copies or overheads at Standard: set standard_tier"
+            )
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> CostModel:
         """Build from a config dict; missing keys take the defaults, unknown keys are an error.
 
-        Keys: ``tiers`` (list of StorageTier field dicts, or ``{name: [storage, retrieval]}``),
-        ``gpu_usd_per_hour``, ``gb`` (bytes per GB, or 'SI'/'GB' = 1e9, 'binary'/'GiB' = 2**30),
-        ``days_per_month``.
+        Keys: ``tiers`` (list of StorageTier field dicts, ``{name: [storage, retrieval]}`` or
+        ``{name: {field: value}}``), ``gpu_usd_per_hour``, ``cpu_usd_per_hour``, ``gb`` (bytes per GB,
+        or 'SI'/'GB' = 1e9, 'binary'/'GiB' = 2**30), ``days_per_month``, ``standard_tier``.
         """
         cfg = dict(cfg)
-        unknown = sorted(set(cfg) - {"tiers", "gpu_usd_per_hour", "gb", "gb_bytes", "days_per_month"})
+        known = {
+            "tiers",
+            "gpu_usd_per_hour",
+            "cpu_usd_per_hour",
+            "gb",
+            "gb_bytes",
+            "days_per_month",
+            "standard_tier",
+        }
+        unknown = sorted(set(cfg) - known)
         if unknown:
             raise CostModelError(f"unknown cost-model key(s) {unknown}")
         kwargs: dict[str, Any] = {}
         if "tiers" in cfg:
-            kwargs["tiers"] = _parse_tiers(cfg["tiers"])
-        if "gpu_usd_per_hour" in cfg:
-            kwargs["gpu_usd_per_hour"] = float(cfg["gpu_usd_per_hour"])
-        if "days_per_month" in cfg:
-            kwargs["days_per_month"] = float(cfg["days_per_month"])
+            kwargs["tiers"] = parse_tiers(cfg["tiers"])
+        for key in ("gpu_usd_per_hour", "days_per_month"):
+            if key in cfg:
+                kwargs[key] = _check_nonneg(key, cfg[key])
+        if cfg.get("cpu_usd_per_hour") is not None:
+            kwargs["cpu_usd_per_hour"] = _check_nonneg("cpu_usd_per_hour", cfg["cpu_usd_per_hour"])
+        if cfg.get("standard_tier") is not None:
+            kwargs["standard_tier"] = str(cfg["standard_tier"])
         gb = cfg.get("gb", cfg.get("gb_bytes"))
         if gb is not None:
             if isinstance(gb, str):
@@ -188,18 +257,24 @@ class CostModel:
                     raise CostModelError(f"gb must be a byte count or one of {sorted(_GB_NAMES)}, got {gb!r}")
                 kwargs["gb_bytes"] = _GB_NAMES[gb.lower()]
             else:
-                kwargs["gb_bytes"] = float(gb)
+                kwargs["gb_bytes"] = _check_nonneg("gb", gb)
         return cls(**kwargs)
 
     def to_config(self) -> dict[str, Any]:
-        """Dict that :meth:`from_config` turns back into an equal model."""
-        tiers = [
-            {"name": t.name, "storage_usd_per_gb_month": t.storage_usd_per_gb_month,
-             "retrieval_usd_per_gb": t.retrieval_usd_per_gb}
-            for t in self.tiers
-        ]  # fmt: skip
-        return {"tiers": tiers, "gpu_usd_per_hour": self.gpu_usd_per_hour, "gb": self.gb_bytes,
-                "days_per_month": self.days_per_month}  # fmt: skip
+        """Dict that :meth:`from_config` turns back into an equal model (optional keys only when set)."""
+        out = {"tiers": [tier_config(t) for t in self.tiers], "gpu_usd_per_hour": self.gpu_usd_per_hour,
+               "gb": self.gb_bytes, "days_per_month": self.days_per_month}  # fmt: skip
+        for key in ("standard_tier", "cpu_usd_per_hour"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def tier(self, name: str) -> StorageTier:
+        """The tier called ``name``."""
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise CostModelError(f"no tier {name!r} (tiers: {[t.name for t in self.tiers]})")
 
     # -- per-option costs ------------------------------------------------------------------------------
     def compute_usd(self, seconds: float) -> float:
@@ -207,33 +282,48 @@ class CostModel:
         return seconds * self.gpu_usd_per_hour / 3600.0
 
     def finetune_share_usd(self, scn: ArchiveScenario) -> float:
-        """One-time fine-tuning cost charged to one video (step 7): ``finetune_s * g / 3600 / N``."""
+        """One-time fine-tuning cost charged to one video (step 9): ``finetune_s * g / 3600 / N``."""
         return self.compute_usd(scn.finetune_seconds) / scn.cluster_size
 
     def option_costs(
         self, option: str, scn: ArchiveScenario, retrievals: float | None = None
     ) -> list[OptionCost]:
-        """Steps 1-8 for ``option`` ('original' or 'sr') in every tier (``retrievals`` overrides R)."""
+        """Steps 1-10 for ``option`` ('original' or 'sr') in every tier (``retrievals`` overrides R)."""
         if option not in ("original", "sr"):
             raise CostModelError(f"option must be 'original' or 'sr', got {option!r}")
         r = scn.retrievals if retrievals is None else float(retrievals)
-        months = scn.horizon_days / self.days_per_month
-        nbytes = scn.original_bytes if option == "original" else scn.sr_bytes
-        size_gb = nbytes / self.gb_bytes
         compute = self.compute_usd(scn.restore_seconds) * r if option == "sr" else 0.0
         finetune = self.finetune_share_usd(scn) if option == "sr" else 0.0
-        return [
-            OptionCost(option, t.name, size_gb * t.storage_usd_per_gb_month * months,
-                       size_gb * t.retrieval_usd_per_gb * r, compute, finetune)
-            for t in self.tiers
-        ]  # fmt: skip
+        return [self._option_cost(t, option, scn, r, compute, finetune) for t in self.tiers]
+
+    def _option_cost(
+        self, t: StorageTier, option: str, scn: ArchiveScenario, r: float, compute: float, finetune: float
+    ) -> OptionCost:
+        """Steps 1-7 in tier ``t`` at ``r`` retrievals (``compute`` and ``finetune`` from steps 8-9)."""
+        months = scn.horizon_days / self.days_per_month
+        size_gb = (scn.original_bytes if option == "original" else scn.sr_bytes) / self.gb_bytes
+        objs = objects_in_tier(scn.objects(option), scn.packing, t)
+        billed_gb = sum(o.share * (max(o.nbytes, t.min_object_bytes) + t.overhead_bytes) for o in objs)
+        billed_gb /= self.gb_bytes
+        life = scn.days_per_write
+        storage = billed_gb * t.storage_usd_per_gb_month * months * (max(life, t.min_storage_days) / life)
+        p_std = self.tier(self.standard_tier).storage_usd_per_gb_month if self.standard_tier else 0.0
+        n_objects = sum(o.share for o in objs)
+        if t.overhead_standard_bytes:
+            storage += n_objects * t.overhead_standard_bytes / self.gb_bytes * p_std * months
+        writes = scn.horizon_days / life
+        requests = (writes * n_objects * t.put_usd_per_1000
+                    + r * n_objects * (t.get_usd_per_1000 + t.restore_usd_per_1000)) / 1000.0  # fmt: skip
+        copy = r * size_gb * p_std * scn.restore_copy_days / self.days_per_month if t.needs_restore else 0.0
+        return OptionCost(option, t.name, storage, size_gb * t.retrieval_usd_per_gb * r, compute, finetune,
+                          requests, copy)  # fmt: skip
 
     def cheapest(self, option: str, scn: ArchiveScenario, retrievals: float | None = None) -> OptionCost:
         """The option's cheapest tier (ties: the first tier in ``self.tiers``)."""
         return min(self.option_costs(option, scn, retrievals), key=lambda c: c.total_usd)
 
     def compare(self, scn: ArchiveScenario) -> CostComparison:
-        """Price the original and the SR archive, each in its cheapest tier (steps 1-9)."""
+        """Price the original and the SR archive, each in its cheapest tier (steps 1-10)."""
         orig_all = tuple(self.option_costs("original", scn))
         sr_all = tuple(self.option_costs("sr", scn))
         orig = min(orig_all, key=lambda c: c.total_usd)
@@ -353,18 +443,6 @@ class CostComparison:
         SR pays for intervals longer than this value (regime ``"rarer_than"``); see :meth:`break_even`.
         """
         return self.break_even().interval_days
-
-
-def _parse_tiers(spec: Any) -> tuple[StorageTier, ...]:
-    """Tiers from ``[{name, storage_usd_per_gb_month, retrieval_usd_per_gb}, ...]`` or ``{name: [s, r]}``."""
-    try:
-        if isinstance(spec, Mapping):
-            return tuple(StorageTier(str(name), float(s), float(r)) for name, (s, r) in spec.items())
-        return tuple(t if isinstance(t, StorageTier) else StorageTier(**t) for t in spec)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, CostModelError):
-            raise
-        raise CostModelError(f"bad tiers config {spec!r}: {exc}") from exc
 
 
 def _crossings(lines: Sequence[tuple[str, float, float]]) -> list[float]:

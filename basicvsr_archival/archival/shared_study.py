@@ -30,6 +30,7 @@ work dir made with other measurement settings.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -381,8 +382,4 @@ def _tco(row: Mapping[str, Any], measured: Mapping[str, Any], study: Study) -> l
 def _cost(study: Study) -> CostModel:
     """The study's prices (compute at ``tco.cpu_usd_per_hour`` when set: CPU fine-tuning and restores)."""
     cpu = study.tco.cpu_usd_per_hour
-    return (
-        study.cost
-        if cpu is None
-        else CostModel(study.cost.tiers, cpu, study.cost.gb_bytes, study.cost.days_per_month)
-    )
+    return study.cost if cpu is None else dataclasses.replace(study.cost, gpu_usd_per_hour=cpu)

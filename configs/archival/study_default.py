@@ -20,7 +20,8 @@ of ``x4_h264_crf23_finetune.py``) a study reads:
 * ``cost``: :class:`basicvsr_archival.archival.cost.CostModel` settings: storage ``tiers``
   (``{name: [USD per GB-month, USD per GB retrieved]}``), ``gpu_usd_per_hour``, ``gb`` (bytes per GB:
   'SI' 1e9 or 'binary' 2**30), ``days_per_month``. Defaults: the HotStorage '23 "Neural Cloud
-  Storage" S3 tiers and GPU price.
+  Storage" S3 tiers and GPU price (price table ``configs/archival/prices/ncs2023.py``); tiers may also
+  carry minimums, overheads and request fees, as in ``configs/archival/prices/aws_s3.py``.
 """
 
 _base_ = ["./x4_h264_crf23_finetune.py"]
