@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "basicvsr-onnx": "pytorch2onnx",
     "basicvsr-archive-collection": "archive_collection",
     "basicvsr-catalog": "catalog",
+    "basicvsr-plan-storage": "plan_storage",
 }
 
 

@@ -94,6 +94,10 @@ _MISSING = {  # a tool's arguments naming a missing input, and the start of its 
     "pytorch2onnx": (["missing.py", "none", "{tmp}/x.onnx"], "missing.py: config file not found"),
     "archive_collection": (["missing.py", "a.mp4", "-o", "{tmp}/s"], "missing.py: config file not found"),
     "catalog": (["missing.store"], "missing.store: not a store"),
+    "plan_storage": (
+        ["missing", "--access-model", "zipf:s=1,mean=1", "-o", "{tmp}/p"],
+        "missing/results.json",
+    ),
 }
 
 
@@ -114,7 +118,7 @@ def test_each_tool_has_one_line_errors_and_debug(module, tmp_path, capsys, monke
 
 def test_console_scripts_and_thin_scripts():
     assert console_scripts()[0] == "basicvsr-archive = basicvsr_archival.tools.commands:archive"
-    assert len(console_scripts()) == len(COMMANDS) == 12
+    assert len(console_scripts()) == len(COMMANDS) == 13
     scripts = [*sorted((REPO / "tools").glob("*.py")), REPO / "demo" / "restoration_video_demo.py"]
     assert len(scripts) == len(COMMANDS)
     for path in scripts:
