@@ -167,7 +167,13 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def sr_aware_run(shared_dir: Path, repo_root: Path, tmp_path_factory) -> Run:
+def clip(shared_dir: Path, tmp_path_factory) -> Path:
+    """The two-source test clip (16 frames, 128x72)."""
+    return _two_source_clip(shared_dir / "data" / "videos", tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+@pytest.fixture(scope="module")
+def sr_aware_run(clip: Path, repo_root: Path, tmp_path_factory) -> Run:
     """Clip, model, SR-aware encode, and the uniform-CRF curve (encode_lr at every ladder CRF)."""
     from mmengine.config import Config
 
@@ -177,7 +183,6 @@ def sr_aware_run(shared_dir: Path, repo_root: Path, tmp_path_factory) -> Run:
     cfg = Config.fromfile(str(repo_root / "configs/archival/tiny_ci.py"))
     codec = CodecSettings.from_dict({**cfg.codec, "crf": CONFIG_CRF, "extra_args": ("-threads", "1")})
     work = tmp_path_factory.mktemp("sr_aware")
-    clip = _two_source_clip(shared_dir / "data" / "videos", work / "clip.mp4")
     model = _tiny_model(cfg, codec, clip, work)
     settings = SrAwareSettings(enabled=True, gop=GOP, crfs=LADDER)
     result = sr_aware_encode(
@@ -248,3 +253,57 @@ def test_post_sr_psnr_beats_uniform_crf_at_equal_bytes(sr_aware_run):
         at_pchip = float(PchipInterpolator(rates, quality[::-1])(np.log(nbytes)))
         at_linear = float(np.interp(np.log(nbytes), rates, quality[::-1]))
         assert sr_aware_run.psnr > max(at_pchip, at_linear)
+
+
+def test_archive_job_with_sr_aware_encoding_verifies_and_restores(clip, repo_root, tmp_path):
+    """``codec.sr_aware.enabled``: the job fine-tunes on the uniform stream, re-encodes per segment with
+    that model, archives the SR-aware stream as the only LR member, and the archive restores 16 frames."""
+    from basicvsr_archival.archival.container import verify_archive
+    from basicvsr_archival.archival.package import sha256_file
+    from basicvsr_archival.archival.pipeline import run_archive_job
+    from basicvsr_archival.archival.restore import restore_archive
+    from basicvsr_archival.utils.ffmpeg import probe_video
+
+    opts = {
+        "codec.crf": CONFIG_CRF, "codec.extra_args": ["-threads", "1"],
+        "codec.sr_aware": {"enabled": True, "gop": GOP, "crfs": list(LADDER)},
+        "finetune.max_iters": 10, "finetune.patch_size": 64, "storage.compression": "none",
+    }  # fmt: skip
+    archive = tmp_path / "clip.archive"
+    job = run_archive_job(
+        repo_root / "configs/archival/tiny_ci.py", clip, archive, cfg_options=opts, progress=False
+    )
+    assert "sr_aware" in job.stages_run
+    manifest = verify_archive(archive).manifest
+    lr = manifest["lr"]
+    assert [s["start"] for s in lr["segments"]] == [0, GOP]
+    assert all(s["crf"] in (*LADDER, CONFIG_CRF) for s in lr["segments"])
+    assert lr["sr_aware"]["budget"] == job.manifest["lr"]["sr_aware"]["budget"] > 0
+    assert lr["sr_aware"]["stream_bytes"] <= lr["sr_aware"]["budget"]
+    assert manifest["settings"]["sr_aware"]["crfs"] == list(LADDER) and "sr_aware" in manifest["timings"]
+    # the SR-aware stream is the one LR member; the uniform one stayed in the work dir
+    assert sorted(manifest["members"]) == sorted(["lr.mp4", manifest["model"]["member"]])
+    assert sha256_file(archive / "lr.mp4") == sha256_file(job.work_dir / "lr_sr_aware.mp4")
+    assert sha256_file(archive / "lr.mp4") != sha256_file(job.work_dir / "lr.mp4")
+    assert not (job.work_dir / "sr_aware" / "ladder").exists()
+    res = restore_archive(archive, tmp_path / "restored.mkv", lossless=True, progress=False)
+    info = probe_video(tmp_path / "restored.mkv")
+    assert (res.num_frames, info.num_frames, info.width, info.height) == (16, 16, 128, 72)
+
+
+def test_sr_aware_config_errors_name_the_key(repo_root):
+    """A bad ``codec.sr_aware`` in an archival config is one ConfigError line naming config and key."""
+    from basicvsr_archival.archival.job_config import ConfigError, load_archival_config
+
+    cfg = repo_root / "configs/archival/tiny_ci.py"
+    for opts, key in (
+        ({"codec.sr_aware": {"enabled": True, "gop": -1}}, "codec.sr_aware.gop"),
+        ({"codec.codec": "libx265", "codec.crf": 28, "codec.sr_aware": {"enabled": True}}, "supports codec"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_archival_config(cfg, opts)
+        assert str(err.value).startswith("tiny_ci: ") and key in str(err.value) and "\n" not in str(err.value)
+    off = load_archival_config(cfg)
+    assert not off.sr_aware.enabled and "sr_aware" not in off.to_dict()
+    on = load_archival_config(cfg, {"codec.sr_aware": {"enabled": True}})
+    assert on.to_dict()["sr_aware"]["enabled"] and on.fingerprint() != off.fingerprint()
