@@ -167,7 +167,7 @@ def _run_stages(
     _stage_encode(state, cfg, src, work, run)
     _stage_decode(state, work, run)
     _stage_finetune(state, cfg, src, work, progress, run)
-    _stage_sr_aware(state, cfg, src, work, run)
+    _stage_sr_aware(state, cfg, src, work, progress, run)
     _stage_audio(state, cfg, src, work, run)
     manifest = _stage_package(state, cfg, src, out, work, run)
     return JobResult(out, manifest, work, run)
@@ -288,17 +288,23 @@ def _stage_decode(state: JobState, work: Path, run: list[str]) -> None:
     state.invalidate_after("encode_lr")
     shutil.rmtree(work / "finetune", ignore_errors=True)  # trained on an older LR stream
     t0 = time.perf_counter()
-    fps = state.stage("probe")["info"]["fps"]
-    with VideoWriter(dec, fps=fps, lossless=True, codec="ffv1") as writer:
-        for frame in codec_mod.decode_frames(work / LR_NAME):
-            writer.write(frame)
-    want = state.stage("probe")["info"]["num_frames"]
-    if writer.frames_written != want:
-        raise ArchiveError(f"{work / LR_NAME}: decoded {writer.frames_written} frames, source has {want}")
-    record = {"file_bytes": dec.stat().st_size, "num_frames": writer.frames_written}
+    frames = _decode_lossless(state, work / LR_NAME, dec)
+    record = {"file_bytes": dec.stat().st_size, "num_frames": frames}
     record["seconds"] = time.perf_counter() - t0
     state.finish("decode_lr", record)
     run.append("decode_lr")
+
+
+def _decode_lossless(state: JobState, lr: Path, dec: Path) -> int:
+    """Decode ``lr`` into the lossless FFV1 file ``dec``; raise unless it has the source's frame count."""
+    fps = state.stage("probe")["info"]["fps"]
+    with VideoWriter(dec, fps=fps, lossless=True, codec="ffv1") as writer:
+        for frame in codec_mod.decode_frames(lr):
+            writer.write(frame)
+    want = state.stage("probe")["info"]["num_frames"]
+    if writer.frames_written != want:
+        raise ArchiveError(f"{lr}: decoded {writer.frames_written} frames, source has {want}")
+    return writer.frames_written
 
 
 def _base_record(cfg: ArchivalConfig) -> dict[str, Any] | None:
@@ -344,17 +350,20 @@ def _stage_finetune(
     run.append("finetune")
 
 
-def _stage_sr_aware(state: JobState, cfg: ArchivalConfig, src: Path, work: Path, run: list[str]) -> None:
+def _stage_sr_aware(
+    state: JobState, cfg: ArchivalConfig, src: Path, work: Path, progress: bool, run: list[str]
+) -> None:
     """``codec.sr_aware``: re-encode the LR stream with per-segment CRFs chosen with the fine-tuned model.
 
     The model fine-tuned on the uniform stream measures the ladder (:func:`.sr_aware.sr_aware_encode`,
     chunked as the archive restores); the result ``WORK/lr_sr_aware.mp4`` replaces the uniform stream
-    as the archive's LR member (the uniform one stays in the work dir only).
+    as the archive's LR member (the uniform one stays in the work dir only). With ``refine_iters``
+    the model is then fine-tuned a little more on the SR-aware stream (:func:`_refine`).
     """
     if not cfg.sr_aware.enabled:
         return
-    out = work / SR_AWARE_NAME
-    if _file_ok(out, state.stage("sr_aware")):
+    out, rec = work / SR_AWARE_NAME, state.stage("sr_aware")
+    if _file_ok(out, rec) and (not rec.get("refine") or (work / rec["refine"]["checkpoint"]).is_file()):
         return
     state.invalidate_after("finetune")
     t0 = time.perf_counter()
@@ -366,9 +375,27 @@ def _stage_sr_aware(state: JobState, cfg: ArchivalConfig, src: Path, work: Path,
         max_seq_len=cfg.restore.max_seq_len, overlap=cfg.restore.overlap, uniform=work / LR_NAME,
     )  # fmt: skip
     record = {"file_bytes": res.bytes, "sha256": sha256_file(out), "command": command_string(res.command)}
-    record |= {"segments": res.segments(), "sr_aware": res.to_dict(), "seconds": time.perf_counter() - t0}
+    record |= {"segments": res.segments(), "sr_aware": res.to_dict()}
+    if cfg.sr_aware.refine_iters:
+        record["refine"] = _refine(state, cfg, src, work, progress)
+    record["seconds"] = time.perf_counter() - t0
     state.finish("sr_aware", record)
     run.append("sr_aware")
+
+
+def _refine(state: JobState, cfg: ArchivalConfig, src: Path, work: Path, progress: bool) -> dict[str, Any]:
+    """Fine-tune ``refine_iters`` more iterations on the SR-aware stream, from the fine-tuned model."""
+    folder = work / "sr_aware"
+    shutil.rmtree(folder / "refine", ignore_errors=True)  # made for an older SR-aware stream
+    _decode_lossless(state, work / SR_AWARE_NAME, folder / DECODED_NAME)
+    result = finetune_mod.finetune_video(
+        cfg.model, folder / DECODED_NAME, src, folder / "refine",
+        replace(cfg.finetune, max_iters=cfg.sr_aware.refine_iters),
+        base_checkpoint=work / state.stage("finetune")["checkpoint"], scale=cfg.codec.scale,
+        eval_max_seq_len=cfg.restore.max_seq_len, eval_overlap=cfg.restore.overlap, progress=progress,
+        resume=False,
+    )  # fmt: skip
+    return {"checkpoint": str(result.checkpoint.relative_to(work)), "stats": result.stats}
 
 
 def _stage_package(
@@ -379,8 +406,9 @@ def _stage_package(
     if stale:
         shutil.rmtree(stale, ignore_errors=True)
     t0 = time.perf_counter()
-    ft = state.stage("finetune")
-    state_dict = read_state_dict(work / ft["checkpoint"])
+    ft, sra = state.stage("finetune"), state.stage("sr_aware")
+    trained = sra["refine"] if sra and sra.get("refine") else ft  # the model refined on the final stream
+    state_dict = read_state_dict(work / trained["checkpoint"])
     base = ft["base"]
     base_state = read_state_dict(cfg.base_checkpoint) if cfg.base_checkpoint is not None else None
     init_state = _reference_init_state(cfg)
@@ -430,6 +458,7 @@ def _lr_manifest(state: JobState) -> dict[str, Any]:
     lr = {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")} | {"member": LR_NAME}
     if sra:
         sr_record = {k: v for k, v in sra["sr_aware"].items() if k != "segments"}
+        sr_record["refine"] = sra["refine"]["stats"] if sra.get("refine") else None
         lr |= {"command": sra["command"], "segments": sra["segments"], "sr_aware": sr_record}
     return lr
 

@@ -1,9 +1,10 @@
 """The settings of SR-aware encoding (``codec.sr_aware`` in an archival config), validated.
 
 See :mod:`.sr_aware` for the method. ``codec.sr_aware = dict(enabled=False, gop=48,
-crfs=(18, 23, 28, 33, 38), budget=None, target_psnr=None)``: segment length in frames, the CRF
-ladder (the config's own CRF is always added), and one goal: a byte budget for the LR video
-payload (None: the uniform encode's at the config's CRF) or a target mean post-SR PSNR.
+crfs=(18, 23, 28, 33, 38), budget=None, target_psnr=None, refine_iters=0)``: segment length in
+frames, the CRF ladder (the config's own CRF is always added), one goal (a byte budget for the LR
+video payload, None: the uniform encode's at the config's CRF; or a target mean post-SR PSNR), and
+the iterations of an optional short fine-tune on the final stream.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class SrAwareSettings:
 
     The goal is a byte ``budget`` for the LR video payload (None: the uniform encode's at the
     config's CRF) or a ``target_psnr`` (mean post-SR PSNR in dB; then the budget is not used).
+    ``refine_iters`` > 0: the archive job fine-tunes the model that many more iterations on the
+    SR-aware stream (it was trained on the uniform one).
     """
 
     enabled: bool = False
@@ -35,6 +38,7 @@ class SrAwareSettings:
     crfs: tuple[int, ...] = (18, 23, 28, 33, 38)
     budget: int | None = None
     target_psnr: float | None = None
+    refine_iters: int = 0
 
     def __post_init__(self) -> None:
         """Validate every field (one-line error naming the key)."""
@@ -66,6 +70,12 @@ class SrAwareSettings:
             )
         if self.budget is not None and target is not None:
             raise SrAwareError("codec.sr_aware: give budget or target_psnr, not both")
+        if (
+            isinstance(self.refine_iters, bool)
+            or not isinstance(self.refine_iters, int)
+            or self.refine_iters < 0
+        ):
+            raise SrAwareError(f"codec.sr_aware.refine_iters must be an int >= 0, got {self.refine_iters!r}")
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any] | None) -> SrAwareSettings:

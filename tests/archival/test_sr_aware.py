@@ -92,6 +92,7 @@ def test_allocate_target_psnr_and_uniform_fallback():
         ({"target_psnr": 120}, "codec.sr_aware.target_psnr"),
         ({"budget": 1000, "target_psnr": 30.0}, "not both"),
         ({"enabled": "yes"}, "codec.sr_aware.enabled"),
+        ({"refine_iters": -1}, "codec.sr_aware.refine_iters"),
         ({"gops": 8}, "unknown codec.sr_aware setting(s) ['gops']"),
     ],
 )
@@ -258,16 +259,20 @@ def test_post_sr_psnr_beats_uniform_crf_at_equal_bytes(sr_aware_run):
 def test_archive_job_with_sr_aware_encoding_verifies_and_restores(clip, repo_root, tmp_path):
     """``codec.sr_aware.enabled``: the job fine-tunes on the uniform stream, re-encodes per segment with
     that model, archives the SR-aware stream as the only LR member, and the archive restores 16 frames."""
+    import torch
+
     from basicvsr_archival.archival.container import verify_archive
+    from basicvsr_archival.archival.finetune import read_state_dict
     from basicvsr_archival.archival.package import sha256_file
     from basicvsr_archival.archival.pipeline import run_archive_job
-    from basicvsr_archival.archival.restore import restore_archive
+    from basicvsr_archival.archival.restore import load_archive_model, restore_archive
     from basicvsr_archival.utils.ffmpeg import probe_video
 
     opts = {
         "codec.crf": CONFIG_CRF, "codec.extra_args": ["-threads", "1"],
-        "codec.sr_aware": {"enabled": True, "gop": GOP, "crfs": list(LADDER)},
+        "codec.sr_aware": {"enabled": True, "gop": GOP, "crfs": list(LADDER), "refine_iters": 3},
         "finetune.max_iters": 10, "finetune.patch_size": 64, "storage.compression": "none",
+        "storage.dtype": "fp32",
     }  # fmt: skip
     archive = tmp_path / "clip.archive"
     job = run_archive_job(
@@ -286,6 +291,14 @@ def test_archive_job_with_sr_aware_encoding_verifies_and_restores(clip, repo_roo
     assert sha256_file(archive / "lr.mp4") == sha256_file(job.work_dir / "lr_sr_aware.mp4")
     assert sha256_file(archive / "lr.mp4") != sha256_file(job.work_dir / "lr.mp4")
     assert not (job.work_dir / "sr_aware" / "ladder").exists()
+    # the short fine-tune on the final stream started from the model that chose it, and is the one archived
+    refine = lr["sr_aware"]["refine"]
+    assert refine["iters"] == 3 and refine["init"]["from"] == "base"
+    stored = load_archive_model(manifest, archive, str(archive)).state_dict()
+    refined = read_state_dict(job.work_dir / "sr_aware" / "refine" / "finetuned.pth")
+    uniform = read_state_dict(job.work_dir / "finetune" / "finetuned.pth")
+    changed = [k for k in refined if not torch.equal(refined[k], uniform[k])]
+    assert changed and all(torch.equal(stored[k], refined[k]) for k in stored)
     res = restore_archive(archive, tmp_path / "restored.mkv", lossless=True, progress=False)
     info = probe_video(tmp_path / "restored.mkv")
     assert (res.num_frames, info.num_frames, info.width, info.height) == (16, 16, 128, 72)
