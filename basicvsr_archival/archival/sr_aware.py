@@ -81,14 +81,10 @@ class LadderTable:
 
     def uniform_points(self) -> list[dict[str, Any]]:
         """The closed-GOP uniform-CRF curve: one point (crf, bytes, psnr) per rung of the ladder."""
-        rungs = range(len(self.crfs))
+        n = len(self.frames)
         return [
-            {
-                "crf": c,
-                "bytes": self.total_bytes([j] * len(self.frames)),
-                "psnr": self.mean_psnr([j] * len(self.frames)),
-            }
-            for j, c in zip(rungs, self.crfs)
+            {"crf": c, "bytes": self.total_bytes([j] * n), "psnr": self.mean_psnr([j] * n)}
+            for j, c in enumerate(self.crfs)
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +114,7 @@ def greedy_allocation(
     Every segment starts at its cheapest rung; each step upgrades, among the steps that still fit
     ``budget``, the segment whose next convex-hull step has the largest ``ΔPSNR * frames / Δbytes``
     (ties: the lower segment index), until no step fits (``budget``) or the mean PSNR reaches
-    ``target_psnr``. Rungs under a segment's hull (dearer and no better) are never chosen.
+    ``target_psnr``. Rungs under a segment's upper convex hull of (bytes, PSNR) are jumped over.
     """
     choice = [
         min(range(len(b)), key=lambda j, b=b, q=q: (b[j], -q[j])) for b, q in zip(table.bytes, table.psnr)
@@ -383,7 +379,8 @@ def _budget(
 def _check_stream(dst: Path, expected: Mapping[str, Any], payload: int) -> VideoInfo:
     """Probe the concatenated stream; :class:`SrAwareError` unless it has the expected shape and bytes."""
     got = probe_video(dst)
-    actual = {"width": got.width, "height": got.height, "pix_fmt": got.pix_fmt}
+    pix_fmt = "yuv" + got.pix_fmt[4:] if got.pix_fmt.startswith("yuvj") else got.pix_fmt  # as encode_lr
+    actual = {"width": got.width, "height": got.height, "pix_fmt": pix_fmt}
     actual |= {"num_frames": count_video_frames(dst, decode=True), "payload": stream_payload(dst).bytes}
     want = {k: expected[k] for k in ("width", "height", "pix_fmt", "num_frames")} | {"payload": payload}
     bad = [f"{k} {actual[k]} != {want[k]}" for k in want if actual[k] != want[k]]
@@ -414,6 +411,7 @@ def sr_aware_encode(
     settings.check_codec(codec)
     src_path, dst_path, work = Path(src), Path(dst), Path(work_dir)
     folder = work / "ladder"
+    shutil.rmtree(folder, ignore_errors=True)  # segment files of an earlier, interrupted run
     t0 = time.perf_counter()
     ladder = encode_ladder(src_path, codec, settings.gop, settings.ladder(codec), folder)
     t1 = time.perf_counter()
@@ -427,7 +425,8 @@ def sr_aware_encode(
     got = _check_stream(dst_path, expected, table.total_bytes(choice))
     if not keep_ladder:
         shutil.rmtree(folder, ignore_errors=True)
-    seconds = {"ladder_encode": t1 - t0, "ladder_measure": t2 - t1, "allocate": time.perf_counter() - t2}
+    seconds = {"ladder_encode": t1 - t0, "ladder_measure": t2 - t1}
+    seconds["allocate_concat"] = time.perf_counter() - t2
     return SrAwareResult(
         dst=dst_path,
         bytes=dst_path.stat().st_size,
