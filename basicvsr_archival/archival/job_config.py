@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from .finetune_settings import FinetuneSettings
 from .model_storage import StorageSettings
 from .package import ArchiveError, to_jsonable
 from .restore_settings import RestoreSettings
+from .sr_aware_settings import SrAwareSettings
 
 
 class ConfigError(ArchiveError):
@@ -39,6 +40,11 @@ class ArchivalConfig:
     restore: RestoreSettings
     name: str = "config"
     drop_audio: bool = False  # archive without the source's audio streams (recorded in the manifest)
+    sr_aware: SrAwareSettings = field(default_factory=SrAwareSettings)  # ``codec.sr_aware``
+
+    def sr_aware_dict(self) -> dict[str, Any]:
+        """``{'sr_aware': settings}`` when SR-aware encoding is on, else ``{}`` (older records unchanged)."""
+        return {"sr_aware": self.sr_aware.to_dict()} if self.sr_aware.enabled else {}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every setting (the manifest's ``settings``)."""
@@ -52,12 +58,14 @@ class ArchivalConfig:
             "storage": self.storage.to_dict(),
             "restore": self.restore.to_dict(),
             "drop_audio": self.drop_audio,
+            **self.sr_aware_dict(),
         }
 
     def fingerprint(self) -> str:
         """SHA-256 of the settings that shape the work products (budgets, logging and restore excluded)."""
         ft = {k: v for k, v in self.finetune.to_dict().items() if k not in _RESUMABLE_FINETUNE_KEYS}
         d = {"codec": self.codec.to_dict(), "model": to_jsonable(self.model), "finetune": ft}
+        d |= self.sr_aware_dict()
         d["base"] = str(self.base_checkpoint) if self.base_checkpoint else None
         if self.drop_audio:  # only when set: work dirs made before the option existed still resume
             d["drop_audio"] = True
@@ -102,7 +110,11 @@ def load_archival_config(
     if missing:
         raise ConfigError(f"{where}: config lacks {missing}")
     try:
-        codec = CodecSettings.from_dict(dict(cfg.codec))
+        codec_cfg = dict(cfg.codec)
+        sr_aware = SrAwareSettings.from_dict(codec_cfg.pop("sr_aware", None))
+        codec = CodecSettings.from_dict(codec_cfg)
+        if sr_aware.enabled:
+            sr_aware.check_codec(codec)
         finetune = FinetuneSettings.from_dict(dict(cfg.get("finetune") or {}))
         storage = StorageSettings.from_dict(dict(cfg.get("storage") or {}))
         restore = RestoreSettings.from_dict(dict(cfg.get("restore") or {}))
@@ -135,6 +147,7 @@ def load_archival_config(
         restore,
         name,
         bool(cfg.get("drop_audio", False)),
+        sr_aware,
     )
 
 

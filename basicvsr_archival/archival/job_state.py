@@ -20,7 +20,7 @@ from .package import ArchiveError, to_jsonable
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
-STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "audio", "package")
+STAGES = ("probe", "encode_lr", "decode_lr", "finetune", "sr_aware", "audio", "package")
 WORK_LOCK_NAME = ".lock"  # WORK/.lock, held while a job runs
 LOCK_SUFFIX = ".lock"  # OUT.lock beside the archive, held while a job writes it
 

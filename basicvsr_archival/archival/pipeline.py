@@ -1,4 +1,4 @@
-"""The archive job: probe -> encode LR -> decode LR -> fine-tune -> package, resumable through a work dir.
+"""The archive job: probe -> encode LR -> decode LR -> fine-tune [-> SR-aware encode] -> package, resumable.
 
 Every finished stage is recorded in ``WORK/state.json`` (written atomically) with what it produced;
 a re-run with ``resume=True`` skips recorded stages whose outputs are still there, continues an
@@ -8,7 +8,9 @@ fingerprint of the settings that shape the work products, and refuses to resume 
 
 Work dir contents: ``lr.mp4`` (the LR encode), ``lr_decoded.mkv`` (its frames, FFV1, what training
 and retrieval see), ``finetune/`` (mmengine work dir, ``finetuned.pth``), ``audio<i>.mka`` (each
-audio stream of the source, stream-copied; none with ``drop_audio``), ``state.json`` (paths in it
+audio stream of the source, stream-copied; none with ``drop_audio``), with ``codec.sr_aware.enabled``
+``lr_sr_aware.mp4`` (the LR stream re-encoded with a CRF per segment, :mod:`.sr_aware`, archived as
+the LR member instead of ``lr.mp4``) and ``sr_aware/``, ``state.json`` (paths in it
 relative to the work dir, which may be moved), ``.lock``. A running job holds ``WORK/.lock`` and
 ``OUT.lock`` beside the archive (:func:`.job_state.job_locks`): a second job on either fails at once.
 
@@ -30,13 +32,15 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
+from basicvsr_archival.models.backends import apply_backend
 from basicvsr_archival.utils.audio import extract_audio
-from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, probe_video
+from basicvsr_archival.utils.ffmpeg import PathLike, VideoInfo, VideoWriter, command_string, probe_video
 from basicvsr_archival.utils.frame_times import frame_times
 from basicvsr_archival.utils.output import OutputPathError, check_output_location
 
 from . import codec as codec_mod
 from . import finetune as finetune_mod
+from . import sr_aware as sr_aware_mod
 from .container import verify_archive, write_archive
 from .job_config import ArchivalConfig, load_archival_config, stored_model_config
 from .job_state import STAGES, JobState, WorkDirMismatchError, default_work_dir, job_locks, resume_hint
@@ -49,10 +53,11 @@ from .package import (
     ArchiveExistsError,
     sha256_file,
 )
-from .restore import restore_backend
+from .restore import build_model, restore_backend
 
 LR_NAME = "lr.mp4"
 DECODED_NAME = "lr_decoded.mkv"
+SR_AWARE_NAME = "lr_sr_aware.mp4"  # the SR-aware re-encode, archived as the LR member LR_NAME
 
 
 @dataclass
@@ -98,7 +103,8 @@ def run_archive_job(
     """Archive ``video`` into ``output`` (a directory, or a ``.tar``) following ``config``.
 
     Stages: probe + SHA-256 of the source; LR encode (:func:`codec.encode_lr`); decode of the LR
-    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); packaging
+    stream to FFV1; fine-tuning (:func:`finetune.finetune_video`); with ``codec.sr_aware.enabled``
+    the SR-aware re-encode with the fine-tuned model (:func:`sr_aware.sr_aware_encode`); packaging
     (:func:`container.write_archive`).
     Without ``resume`` a work dir holding an earlier run is refused; with it, finished stages are kept.
     While the job runs, another on the same archive or work dir is refused at once (:func:`job_locks`).
@@ -161,6 +167,7 @@ def _run_stages(
     _stage_encode(state, cfg, src, work, run)
     _stage_decode(state, work, run)
     _stage_finetune(state, cfg, src, work, progress, run)
+    _stage_sr_aware(state, cfg, src, work, progress, run)
     _stage_audio(state, cfg, src, work, run)
     manifest = _stage_package(state, cfg, src, out, work, run)
     return JobResult(out, manifest, work, run)
@@ -281,17 +288,23 @@ def _stage_decode(state: JobState, work: Path, run: list[str]) -> None:
     state.invalidate_after("encode_lr")
     shutil.rmtree(work / "finetune", ignore_errors=True)  # trained on an older LR stream
     t0 = time.perf_counter()
-    fps = state.stage("probe")["info"]["fps"]
-    with VideoWriter(dec, fps=fps, lossless=True, codec="ffv1") as writer:
-        for frame in codec_mod.decode_frames(work / LR_NAME):
-            writer.write(frame)
-    want = state.stage("probe")["info"]["num_frames"]
-    if writer.frames_written != want:
-        raise ArchiveError(f"{work / LR_NAME}: decoded {writer.frames_written} frames, source has {want}")
-    record = {"file_bytes": dec.stat().st_size, "num_frames": writer.frames_written}
+    frames = _decode_lossless(state, work / LR_NAME, dec)
+    record = {"file_bytes": dec.stat().st_size, "num_frames": frames}
     record["seconds"] = time.perf_counter() - t0
     state.finish("decode_lr", record)
     run.append("decode_lr")
+
+
+def _decode_lossless(state: JobState, lr: Path, dec: Path) -> int:
+    """Decode ``lr`` into the lossless FFV1 file ``dec``; raise unless it has the source's frame count."""
+    fps = state.stage("probe")["info"]["fps"]
+    with VideoWriter(dec, fps=fps, lossless=True, codec="ffv1") as writer:
+        for frame in codec_mod.decode_frames(lr):
+            writer.write(frame)
+    want = state.stage("probe")["info"]["num_frames"]
+    if writer.frames_written != want:
+        raise ArchiveError(f"{lr}: decoded {writer.frames_written} frames, source has {want}")
+    return writer.frames_written
 
 
 def _base_record(cfg: ArchivalConfig) -> dict[str, Any] | None:
@@ -337,6 +350,54 @@ def _stage_finetune(
     run.append("finetune")
 
 
+def _stage_sr_aware(
+    state: JobState, cfg: ArchivalConfig, src: Path, work: Path, progress: bool, run: list[str]
+) -> None:
+    """``codec.sr_aware``: re-encode the LR stream with per-segment CRFs chosen with the fine-tuned model.
+
+    The model fine-tuned on the uniform stream measures the ladder (:func:`.sr_aware.sr_aware_encode`,
+    chunked as the archive restores); the result ``WORK/lr_sr_aware.mp4`` replaces the uniform stream
+    as the archive's LR member (the uniform one stays in the work dir only). With ``refine_iters``
+    the model is then fine-tuned a little more on the SR-aware stream (:func:`_refine`).
+    """
+    if not cfg.sr_aware.enabled:
+        return
+    out, rec = work / SR_AWARE_NAME, state.stage("sr_aware")
+    if _file_ok(out, rec) and (not rec.get("refine") or (work / rec["refine"]["checkpoint"]).is_file()):
+        return
+    state.invalidate_after("finetune")
+    t0 = time.perf_counter()
+    ft = state.stage("finetune")
+    model = build_model(stored_model_config(cfg.model), read_state_dict(work / ft["checkpoint"]), str(src))
+    apply_backend(model, "auto")  # the path restores take
+    res = sr_aware_mod.sr_aware_encode(
+        src, out, cfg.codec, cfg.sr_aware, model, work / "sr_aware",
+        max_seq_len=cfg.restore.max_seq_len, overlap=cfg.restore.overlap, uniform=work / LR_NAME,
+    )  # fmt: skip
+    record = {"file_bytes": res.bytes, "sha256": sha256_file(out), "command": command_string(res.command)}
+    record |= {"segments": res.segments(), "sr_aware": res.to_dict()}
+    if cfg.sr_aware.refine_iters:
+        record["refine"] = _refine(state, cfg, src, work, progress)
+    record["seconds"] = time.perf_counter() - t0
+    state.finish("sr_aware", record)
+    run.append("sr_aware")
+
+
+def _refine(state: JobState, cfg: ArchivalConfig, src: Path, work: Path, progress: bool) -> dict[str, Any]:
+    """Fine-tune ``refine_iters`` more iterations on the SR-aware stream, from the fine-tuned model."""
+    folder = work / "sr_aware"
+    shutil.rmtree(folder / "refine", ignore_errors=True)  # made for an older SR-aware stream
+    _decode_lossless(state, work / SR_AWARE_NAME, folder / DECODED_NAME)
+    result = finetune_mod.finetune_video(
+        cfg.model, folder / DECODED_NAME, src, folder / "refine",
+        replace(cfg.finetune, max_iters=cfg.sr_aware.refine_iters),
+        base_checkpoint=work / state.stage("finetune")["checkpoint"], scale=cfg.codec.scale,
+        eval_max_seq_len=cfg.restore.max_seq_len, eval_overlap=cfg.restore.overlap, progress=progress,
+        resume=False,
+    )  # fmt: skip
+    return {"checkpoint": str(result.checkpoint.relative_to(work)), "stats": result.stats}
+
+
 def _stage_package(
     state: JobState, cfg: ArchivalConfig, src: Path, out: Path, work: Path, run: list[str]
 ) -> dict[str, Any]:
@@ -345,8 +406,9 @@ def _stage_package(
     if stale:
         shutil.rmtree(stale, ignore_errors=True)
     t0 = time.perf_counter()
-    ft = state.stage("finetune")
-    state_dict = read_state_dict(work / ft["checkpoint"])
+    ft, sra = state.stage("finetune"), state.stage("sr_aware")
+    trained = sra["refine"] if sra and sra.get("refine") else ft  # the model refined on the final stream
+    state_dict = read_state_dict(work / trained["checkpoint"])
     base = ft["base"]
     base_state = read_state_dict(cfg.base_checkpoint) if cfg.base_checkpoint is not None else None
     init_state = _reference_init_state(cfg)
@@ -355,14 +417,13 @@ def _stage_package(
     )
     if "init_reference" in summary:  # what restore regenerates: this seed's init under this torch
         summary["init_reference"].update(seed=cfg.finetune.seed, torch=torch.__version__.split("+")[0])
-    probe, enc = state.stage("probe"), state.stage("encode_lr")
-    timings = {s: round(float(state.stage(s)["seconds"]), 3) for s in STAGES[:-1]}
+    probe = state.stage("probe")
+    timings = {s: round(float(state.stage(s)["seconds"]), 3) for s in STAGES[:-1] if state.stage(s)}
     manifest = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tool": tool_record(),
         "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
-        "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")}
-        | {"member": LR_NAME},
+        "lr": _lr_manifest(state),
         "model": {
             "member": cfg.storage.member_name,
             "config": stored_model_config(cfg.model),
@@ -381,13 +442,25 @@ def _stage_package(
     state.save()
     timings["package"] = round(time.perf_counter() - t0, 3)
     roles = {LR_NAME: "lr_bitstream", cfg.storage.member_name: "model"} | dict.fromkeys(audio_files, "audio")
-    files = {LR_NAME: work / LR_NAME, **audio_files}
+    lr_file = work / (SR_AWARE_NAME if state.stage("sr_aware") else LR_NAME)
+    files = {LR_NAME: lr_file, **audio_files}
     write_archive(out, files, {cfg.storage.member_name: data}, roles, manifest, [src], tmp)
     state.data.pop("package_tmp", None)
     report = verify_archive(out)
     state.finish("package", {"archive": str(out.resolve()), "seconds": timings["package"]})
     run.append("package")
     return report.manifest
+
+
+def _lr_manifest(state: JobState) -> dict[str, Any]:
+    """The manifest's ``lr``: the stream's shape and command; with SR-aware encoding its segments too."""
+    enc, sra = state.stage("encode_lr"), state.stage("sr_aware")
+    lr = {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt", "command")} | {"member": LR_NAME}
+    if sra:
+        sr_record = {k: v for k, v in sra["sr_aware"].items() if k != "segments"}
+        sr_record["refine"] = sra["refine"]["stats"] if sra.get("refine") else None
+        lr |= {"command": sra["command"], "segments": sra["segments"], "sr_aware": sr_record}
+    return lr
 
 
 def _reference_init_state(cfg: ArchivalConfig) -> dict[str, Any] | None:

@@ -4,7 +4,11 @@ An archive job (``tools/archive.py CONFIG VIDEO -o ARCHIVE``) reads these top-le
 
 * ``codec``: the LR encode (:class:`basicvsr_archival.archival.codec.CodecSettings`): ``scale`` 2 or 4,
   ``downscale_filter`` bicubic/area/lanczos, ``codec`` libx264/libx265/libaom-av1, ``crf`` or
-  ``bitrate``, ``preset`` (libaom: -cpu-used), ``gop``, ``pix_fmt`` (None = the source's);
+  ``bitrate``, ``preset`` (libaom: -cpu-used), ``gop``, ``pix_fmt`` (None = the source's); optional
+  ``sr_aware=dict(enabled=True, gop=48, crfs=(18, 23, 28, 33, 38), budget=None, target_psnr=None)``
+  (libx264): a CRF per ``gop``-frame segment, chosen with the fine-tuned model for the most post-SR
+  PSNR per byte within the uniform encode's bytes (or ``budget`` bytes, or up to ``target_psnr``)
+  (:mod:`basicvsr_archival.archival.sr_aware`);
 * ``model``: the restorer (BasicVSR + BasicVSR++ generator; ``upscale_factor`` must equal the scale);
   ``base_checkpoint``: path of the weights fine-tuning starts from (None = from scratch), which a
   delta model refers to by SHA-256; ``base_allow_extra_keys``: accept a base with more tensors than
