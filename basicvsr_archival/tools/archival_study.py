@@ -71,6 +71,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _log(msg: str) -> None:
+    """A log line on stderr that does not break the progress bars."""
+    tqdm.write(msg, file=sys.stderr)
+
+
+def _interrupted() -> int:
+    """Say how to continue after Ctrl-C; exit status 130."""
+    print(
+        "error: interrupted; run the same command again to continue (finished work is kept)", file=sys.stderr
+    )
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the study, write the report and print the summary."""
     args = parse_args(argv)
@@ -84,12 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         measured = run_study(
             study, args.videos, args.work_dir, progress=not args.no_progress, compute=not args.report_only,
-            log=lambda msg: tqdm.write(msg, file=sys.stderr),
+            log=_log,
         )  # fmt: skip
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to continue (finished points are kept)",
-              file=sys.stderr)  # fmt: skip
-        return 130
+        return _interrupted()
     results = analyse(measured, study)
     paths = write_report(results, Path(args.work_dir))
     for video in results["videos"]:
@@ -111,13 +122,10 @@ def shared_main(args: argparse.Namespace, study: Study) -> int:
     try:
         measured = run_shared_study(
             study, args.videos, args.work_dir, sizes, crf=args.shared_crf, engine=args.engine,
-            ray_address=args.ray_address, progress=not args.no_progress,
-            log=lambda msg: tqdm.write(msg, file=sys.stderr),
+            ray_address=args.ray_address, progress=not args.no_progress, log=_log,
         )  # fmt: skip
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to continue (finished work is kept)",
-              file=sys.stderr)  # fmt: skip
-        return 130
+        return _interrupted()
     analysis = analyse_shared(measured, study)
     paths = write_shared_report(measured, analysis, Path(args.work_dir))
     for r in analysis["rows"]:
