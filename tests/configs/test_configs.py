@@ -13,7 +13,12 @@ import basicvsr_archival  # noqa: F401  (registers the models)
 from basicvsr_archival.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.py") if "_base_" not in p.parts)
+PRICES = (
+    REPO / "configs" / "archival" / "prices"
+)  # price tables, not model configs (tests/archival/test_prices.py)
+CONFIGS = sorted(
+    p for p in (REPO / "configs").rglob("*.py") if "_base_" not in p.parts and PRICES not in p.parents
+)
 CHECKPOINT = re.compile(r"chkpts/[\w.-]+\.pth")
 
 
