@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .billing import BilledObject, sr_archive_objects
-from .cost import ArchiveScenario, CostModel
+from .cost import ArchiveScenario, CostModel, OptionCost
 from .package import ArchiveError
 
 METRICS = ("psnr", "vmaf")
@@ -199,15 +199,24 @@ def break_even_views(video: PlanVideo, cost: CostModel, policy: Policy) -> float
     return best
 
 
-def plan_video(video: PlanVideo, views: float, cost: CostModel, policy: Policy) -> dict[str, Any]:
-    """The cheapest eligible option of one video at ``views`` per month, with both TCOs."""
+def _cheapest(
+    video: PlanVideo, options: Sequence[PlanOption], views: float, cost: CostModel, policy: Policy
+) -> tuple[OptionCost, dict[str, Any]]:
+    """The original's cheapest tier and the cheapest of it and ``options`` at ``views`` per month."""
     dummy = PlanOption("none", 0.0, {})
     base = cost.compare(_scenario(video, dummy, views, cost, policy)).original
     choice = {"choice": "original", "tier": base.tier, "tco_usd": base.total_usd, "option": None}
-    for opt in eligible(video, policy):
+    for opt in options:
         cmp = _compute_model(cost, opt).compare(_scenario(video, opt, views, cost, policy))
         if cmp.sr.total_usd < choice["tco_usd"]:
             choice = {"choice": "sr", "tier": cmp.sr.tier, "tco_usd": cmp.sr.total_usd, "option": opt.name}
+    return base, choice
+
+
+def plan_video(video: PlanVideo, views: float, cost: CostModel, policy: Policy) -> dict[str, Any]:
+    """The cheapest eligible option of one video at ``views`` per month, with both TCOs."""
+    options = eligible(video, policy)
+    base, choice = _cheapest(video, options, views, cost, policy)
     return {
         "id": video.id,
         "views_per_month": views,
@@ -216,7 +225,7 @@ def plan_video(video: PlanVideo, views: float, cost: CostModel, policy: Policy) 
         "tco_original_usd": base.total_usd,
         "original_tier": base.tier,
         "original_bytes": video.original.bytes,
-        "eligible_options": [o.name for o in eligible(video, policy)],
+        "eligible_options": [o.name for o in options],
     }
 
 
@@ -247,11 +256,12 @@ def catalog_tco_curve(
     videos: Sequence[PlanVideo], cost: CostModel, policy: Policy, views: Sequence[float]
 ) -> dict[str, list[float]]:
     """Catalog TCO if every video had the same views per month: all originals vs the plan's choices."""
+    options = {video.id: eligible(video, policy) for video in videos}
     orig, planned = [], []
     for v in views:
-        rows = [plan_video(video, v, cost, policy) for video in videos]
-        orig.append(sum(r["tco_original_usd"] for r in rows))
-        planned.append(sum(r["tco_usd"] for r in rows))
+        pairs = [_cheapest(video, options[video.id], v, cost, policy) for video in videos]
+        orig.append(sum(base.total_usd for base, _ in pairs))
+        planned.append(sum(choice["tco_usd"] for _, choice in pairs))
     return {"views_per_month": list(views), "original_usd": orig, "plan_usd": planned}
 
 

@@ -28,7 +28,7 @@ from .codec import CodecSettings, encode_full
 from .plan import METRICS, PlanError, PlanOption, PlanVideo, sr_option_from_point
 from .study import _measure, _read_json
 from .study_analysis import write_json_atomic
-from .throughput import ThroughputProfile, model_size_name
+from .throughput import ThroughputProfile
 
 
 def videos_from_study(work_dir: Path, original_crf: int | None = None) -> list[PlanVideo]:
@@ -66,13 +66,13 @@ def _measure_cached(path: Path, key: str, run: Any) -> dict[str, Any]:
 
 
 def _store_option(
-    st: store_mod.Store, row: dict[str, Any], measure_dir: Path, vmaf: bool, profile: ThroughputProfile | None
-) -> PlanOption:
+    st: store_mod.Store, row: dict[str, Any], manifest: dict[str, Any], measure_dir: Path, vmaf: bool,
+    profile: ThroughputProfile | None,
+) -> PlanOption:  # fmt: skip
     """A store video's SR archive as a plan option (quality measured against its source)."""
     src = Path(row["source"])
     if not src.is_file():
         raise PlanError(f"{src}: source of store video {row['id']!r} not found (needed to measure quality)")
-    manifest = st.read_manifest(row["manifest_sha"], f"video {row['id']} manifest")
     tmp = measure_dir / f".tmp-{row['id']}"
 
     def run() -> dict[str, Any]:
@@ -100,18 +100,11 @@ def _store_option(
     task = st.task(f"finetune:{row['cluster_id']}") or {}
     restore_s = float(rec["restore_seconds"])
     if profile is not None:
-        lr, scale = manifest["lr"], int(manifest["settings"]["codec"]["scale"])
-        name = model_size_name(manifest["model"]["config"]["generator"])
-        precision = manifest["settings"]["restore"]["precision"]
-        restore_s = profile.restore_seconds(
-            name,
-            rec["device"].split(":")[0],
-            precision,
-            int(lr["num_frames"]),
-            int(lr["width"]),
-            int(lr["height"]),
-            scale,
-        )
+        lr, settings = manifest["lr"], manifest["settings"]
+        restore_s = profile.generator_restore_seconds(
+            manifest["model"]["config"]["generator"], rec["device"], settings["restore"]["precision"],
+            int(lr["num_frames"]), int(lr["width"]), int(lr["height"]), int(settings["codec"]["scale"]),
+        )  # fmt: skip
     return PlanOption(
         "sr_archive",
         sum(o.nbytes * o.share for o in objects),
@@ -124,14 +117,13 @@ def _store_option(
 
 
 def _store_original(
-    st: store_mod.Store, row: dict[str, Any], measure_dir: Path, crf: int | None, vmaf: bool
+    row: dict[str, Any], manifest: dict[str, Any], measure_dir: Path, crf: int | None, vmaf: bool
 ) -> PlanOption:
     """The source file as given, or its full-resolution re-encode at ``crf`` (measured, kept)."""
     src = Path(row["source"])
     if crf is None:
         return PlanOption("source", float(src.stat().st_size), {"psnr": float("inf"), "vmaf": None})
-    settings = st.read_manifest(row["manifest_sha"], f"video {row['id']} manifest")["settings"]["codec"]
-    codec = CodecSettings.from_dict(settings)
+    codec = CodecSettings.from_dict(manifest["settings"]["codec"])
     out = measure_dir / f"{row['id']}_full_crf{crf}.mp4"
 
     def run() -> dict[str, Any]:
@@ -162,6 +154,8 @@ def videos_from_store(
         if not rows:
             raise PlanError(f"{root}: no archived video in the store")
         for row in tqdm(rows, desc="measure", unit="video", disable=not progress):
-            sr = _store_option(st, row, measure_dir, vmaf, profile)
-            out.append(PlanVideo(row["id"], _store_original(st, row, measure_dir, original_crf, vmaf), (sr,)))
+            manifest = st.read_manifest(row["manifest_sha"], f"video {row['id']} manifest")
+            sr = _store_option(st, row, manifest, measure_dir, vmaf, profile)
+            original = _store_original(row, manifest, measure_dir, original_crf, vmaf)
+            out.append(PlanVideo(row["id"], original, (sr,)))
     return out

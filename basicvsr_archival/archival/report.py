@@ -30,7 +30,7 @@ from basicvsr_archival.utils.atomic import atomic_path, atomic_write_text
 from .package import to_jsonable
 from .study_analysis import bd_rate, charged_bytes, tco_curves, tco_scenario, write_json_atomic
 from .study_config import LABELS, SR_VARIANTS, VARIANTS, Study
-from .throughput import load_profile, model_size_name
+from .throughput import load_profile
 
 MARK_DAYS = (1.0, 7.0, 30.0, 365.0)
 NARROW_OVERLAP = 0.5  # BD-rates over less of the anchor's quality range are marked as unreliable
@@ -112,14 +112,14 @@ def _profile_restore_seconds(video: dict[str, Any], points: Sequence[dict[str, A
     model size, each point's device and ``restore.precision``.
     """
     profile = load_profile(str(study.tco.throughput_profile))
-    name = model_size_name(study.cfg["model"]["generator"])
     w, h = video["crop"]["to"]
     for p in points:
         if p["variant"] not in ("sr_base", "sr_finetuned"):
             continue
-        device = str(p.get("device", "cpu")).split(":")[0]
-        secs = profile.restore_seconds(name, device, study.archival.restore.precision, int(video["frames"]),
-                                       w // p["scale"], h // p["scale"], p["scale"])  # fmt: skip
+        secs = profile.generator_restore_seconds(
+            study.cfg["model"]["generator"], p.get("device", "cpu"), study.archival.restore.precision,
+            int(video["frames"]), w // p["scale"], h // p["scale"], p["scale"],
+        )  # fmt: skip
         p["seconds"] = {**p["seconds"], "restore_measured": p["seconds"]["restore"], "restore": secs}
 
 

@@ -57,7 +57,7 @@ from .study import (
 )
 from .study_analysis import write_json_atomic
 from .study_config import Study, StudyError
-from .throughput import load_profile, model_size_name
+from .throughput import ThroughputProfile, load_profile
 
 MIN_GAIN_DB = 0.3
 INTERVALS_DAYS = (30.0, 365.0, math.inf)  # TCO plotted at monthly, yearly and no retrievals
@@ -136,12 +136,20 @@ def _point_config(study: Study, scale: int, crf: int, base: Path | None) -> dict
 def _measure_restore(
     st: store_mod.Store, vid: str, source: Path, tmp: Path, vmaf: bool, which: str
 ) -> dict[str, Any]:
-    """Restore ``vid`` (its cluster's model, or ``which='base'``) losslessly and measure it."""
+    """Restore ``vid`` (cluster model, or ``which='base'``) losslessly in a fresh ``tmp`` and measure it."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     out = tmp / f"{vid}_{which}.mkv"
     res = store_mod.restore_video(st, vid, out, overwrite=True, progress=False, lossless=True, which=which)
     m = _measure(out, source, probe_video(source), tmp, vmaf)
     out.unlink(missing_ok=True)
     return {**m, "restore_seconds": res.seconds, "device": res.device}
+
+
+def _lr_size(source: Path, scale: int) -> list[int]:
+    """``[width, height]`` of the LR stream of ``source`` at ``scale``."""
+    info = probe_video(source)
+    return [info.width // scale, info.height // scale]
 
 
 def _size_record(st: store_mod.Store, ids: Sequence[str]) -> dict[str, Any]:
@@ -214,9 +222,7 @@ def run_shared_study(
         "sizes": {},
         "base": {},
         "original_bytes": {v: srcs[i].stat().st_size for i, v in enumerate(ids)},
-        "lr_sizes": {
-            v: [probe_video(p).width // scale, probe_video(p).height // scale] for v, p in sources.items()
-        },
+        "lr_sizes": {v: _lr_size(p, scale) for v, p in sources.items()},
         "fingerprint": fingerprint,
     }
     for size, label in zip(sizes, labels):
@@ -273,8 +279,6 @@ def _measure_size(
             path = root / "videos" / f"{vid}.json"
             rec = _read_json(path)
             if rec is None or rec.get("manifest") != row["manifest_sha"]:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
                 rec = _measure_restore(st, sid, sources[vid], tmp, vmaf, "archive")
                 rec.update(manifest=row["manifest_sha"], bytes=int(row["bytes"]), cluster=row["cluster_id"])
                 write_json_atomic(rec, path)
@@ -283,8 +287,6 @@ def _measure_size(
             if with_base and vid not in result["base"]:
                 brec = _read_json(base_path)
                 if brec is None:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    tmp.mkdir(parents=True)
                     brec = _measure_restore(st, sid, sources[vid], tmp, vmaf, "base")
                     write_json_atomic(brec, base_path)
                 result["base"][vid] = brec
@@ -303,6 +305,7 @@ def analyse_shared(measured: Mapping[str, Any], study: Study) -> dict[str, Any]:
     """Per cluster size: mean quality, bytes and fine-tuning seconds per video, gain share, TCO per video."""
     ids = list(measured["videos"])
     base = {m: _mean([measured["base"].get(v, {}).get(m) for v in ids]) for m in ("psnr", "ssim", "vmaf")}
+    profile = load_profile(str(study.tco.throughput_profile)) if study.tco.throughput_profile else None
     rows = []
     for label, size in measured["sizes"].items():
         vids = size["videos"]
@@ -314,7 +317,9 @@ def analyse_shared(measured: Mapping[str, Any], study: Study) -> dict[str, Any]:
             "iterations_per_cluster": [c["iterations"] for c in size["clusters"]],
             "bytes_per_video": _mean([vids[v]["bytes"] for v in ids]),
             "finetune_seconds_per_video": ft / len(ids),
-            "restore_seconds_per_video": _mean([_restore_seconds(measured, vids[v], v, study) for v in ids]),
+            "restore_seconds_per_video": _mean(
+                [_restore_seconds(measured, vids[v], v, study, profile) for v in ids]
+            ),
             "restore_seconds_measured_per_video": _mean([vids[v]["restore_seconds"] for v in ids]),
         }
         row.update({m: _mean([vids[v][m] for v in ids]) for m in ("psnr", "ssim", "vmaf")})
@@ -340,21 +345,27 @@ def analyse_shared(measured: Mapping[str, Any], study: Study) -> dict[str, Any]:
     }
 
 
-def _restore_seconds(measured: Mapping[str, Any], rec: Mapping[str, Any], vid: str, study: Study) -> float:
-    """A video's restore seconds: from ``tco.throughput_profile`` (:mod:`.throughput`), else measured."""
-    if not study.tco.throughput_profile or "lr_sizes" not in measured:
+def _restore_seconds(
+    measured: Mapping[str, Any],
+    rec: Mapping[str, Any],
+    vid: str,
+    study: Study,
+    profile: ThroughputProfile | None,
+) -> float:
+    """A video's restore seconds: from the throughput profile (:mod:`.throughput`) if given, else measured."""
+    if profile is None or "lr_sizes" not in measured:
         return float(rec["restore_seconds"])
     w, h = measured["lr_sizes"][vid]
-    name = model_size_name(study.cfg["model"]["generator"])
-    profile = load_profile(str(study.tco.throughput_profile))
-    device = str(rec.get("device", "cpu")).split(":")[0]
-    return profile.restore_seconds(name, device, study.archival.restore.precision, int(rec["frames"]), w, h,
-                                   int(measured["scale"]))  # fmt: skip
+    return profile.generator_restore_seconds(
+        study.cfg["model"]["generator"], rec.get("device", "cpu"), study.archival.restore.precision,
+        int(rec["frames"]), w, h, int(measured["scale"]),
+    )  # fmt: skip
 
 
 def _tco(row: Mapping[str, Any], measured: Mapping[str, Any], study: Study) -> list[dict[str, Any]]:
     """TCO per video (USD over the horizon, cheapest tier) of the SR archive and the original."""
     original = statistics.fmean(measured["original_bytes"].values())
+    cost = _cost(study)
     out = []
     for interval in INTERVALS_DAYS:
         scn = ArchiveScenario(
@@ -366,7 +377,7 @@ def _tco(row: Mapping[str, Any], measured: Mapping[str, Any], study: Study) -> l
             row["finetune_seconds_per_video"],
             1,
         )
-        cmp = _cost(study).compare(scn)
+        cmp = cost.compare(scn)
         out.append(
             {
                 "interval_days": interval,

@@ -122,6 +122,14 @@ class ThroughputProfile:
         pixels = width * height
         return frames * pixels / self.pixel_rate(model, device, precision, pixels, scale)
 
+    def generator_restore_seconds(
+        self, generator: Mapping[str, Any], device: str, precision: str, frames: int, width: int, height: int,
+        scale: int,
+    ) -> float:  # fmt: skip
+        """:meth:`restore_seconds` of a generator config (:func:`model_size_name`); ``cuda:0`` is ``cuda``."""
+        name = model_size_name(generator)
+        return self.restore_seconds(name, str(device).split(":")[0], precision, frames, width, height, scale)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the file format)."""
         return {"version": PROFILE_VERSION, "machine": dict(self.machine),
