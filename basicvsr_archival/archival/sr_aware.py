@@ -389,6 +389,84 @@ def _check_stream(dst: Path, expected: Mapping[str, Any], payload: int) -> Video
     return got
 
 
+@dataclass(frozen=True)
+class Ladder:
+    """The ladder of one video: segment files per CRF, their table, and the seconds it took."""
+
+    files: dict[int, list[Path]]
+    table: LadderTable
+    seconds: dict[str, float]
+
+
+def build_ladder(
+    src: PathLike,
+    codec: CodecSettings,
+    settings: SrAwareSettings,
+    model: torch.nn.Module,
+    folder: PathLike,
+    max_seq_len: int | None = None,
+    overlap: int | None = None,
+) -> Ladder:
+    """Steps 2-3 of the method: encode the CRF ladder into ``folder`` and measure it with ``model``.
+
+    ``settings.mode == "zones"``: the whole-stream ladder of :mod:`.sr_aware_zones` instead.
+    """
+    settings.check_codec(codec)
+    if settings.mode == "zones":
+        from .sr_aware_zones import build_zone_ladder  # it builds on this module
+
+        return build_zone_ladder(src, codec, settings, model, folder, max_seq_len, overlap)
+    t0 = time.perf_counter()
+    files = encode_ladder(src, codec, settings.gop, settings.ladder(codec), folder)
+    t1 = time.perf_counter()
+    table = measure_ladder(model, files, src, settings.gop, max_seq_len, overlap)
+    return Ladder(files, table, {"ladder_encode": t1 - t0, "ladder_measure": time.perf_counter() - t1})
+
+
+def write_allocation(
+    src: PathLike,
+    dst: PathLike,
+    codec: CodecSettings,
+    settings: SrAwareSettings,
+    ladder: Ladder,
+    budget: int | None,
+    list_file: PathLike,
+) -> SrAwareResult:
+    """Steps 4-5: allocate a rung per segment for ``budget`` (else ``settings.target_psnr``), write, check.
+
+    ``settings.mode == "zones"``: one encode with x264 zones (:func:`.sr_aware_zones.write_zones`).
+    """
+    target_psnr, gop = None if budget is not None else settings.target_psnr, settings.gop
+    if settings.mode == "zones":
+        from .sr_aware_zones import write_zones  # it builds on this module
+
+        return write_zones(src, dst, codec, ladder, budget, target_psnr, gop)
+    t0 = time.perf_counter()
+    src_path, dst_path, table = Path(src), Path(dst), ladder.table
+    choice, met = allocate(table, budget, target_psnr)
+    chosen = [ladder.files[table.crfs[j]][s] for s, j in enumerate(choice)]
+    command = concat_segments(chosen, dst_path, Path(list_file), forbid=[src_path])
+    _, expected = build_encode_args(probe_video(src_path), dst_path, codec)
+    got = _check_stream(dst_path, expected, table.total_bytes(choice))
+    return SrAwareResult(
+        dst=dst_path,
+        bytes=dst_path.stat().st_size,
+        stream_bytes=table.total_bytes(choice),
+        num_frames=expected["num_frames"],
+        width=got.width,
+        height=got.height,
+        pix_fmt=expected["pix_fmt"],
+        gop=gop,
+        choice=tuple(choice),
+        table=table,
+        budget=budget,
+        target_psnr=target_psnr,
+        goal_met=met,
+        command=command,
+        seconds={**ladder.seconds, "allocate_concat": time.perf_counter() - t0},
+    )
+
+
 def sr_aware_encode(
     src: PathLike,
     dst: PathLike,
@@ -409,38 +487,11 @@ def sr_aware_encode(
     ladder's segment files live in ``WORK_DIR/ladder`` and are removed at the end unless ``keep_ladder``.
     """
     settings.check_codec(codec)
-    src_path, dst_path, work = Path(src), Path(dst), Path(work_dir)
-    folder = work / "ladder"
+    folder = Path(work_dir) / "ladder"
     shutil.rmtree(folder, ignore_errors=True)  # segment files of an earlier, interrupted run
-    t0 = time.perf_counter()
-    ladder = encode_ladder(src_path, codec, settings.gop, settings.ladder(codec), folder)
-    t1 = time.perf_counter()
-    table = measure_ladder(model, ladder, src_path, settings.gop, max_seq_len, overlap)
-    t2 = time.perf_counter()
-    budget = _budget(src_path, codec, settings, uniform, folder)
-    choice, met = allocate(table, budget, settings.target_psnr)
-    chosen = [ladder[table.crfs[j]][s] for s, j in enumerate(choice)]
-    command = concat_segments(chosen, dst_path, folder / "concat.txt", forbid=[src_path])
-    _, expected = build_encode_args(probe_video(src_path), dst_path, codec)
-    got = _check_stream(dst_path, expected, table.total_bytes(choice))
+    ladder = build_ladder(src, codec, settings, model, folder, max_seq_len, overlap)
+    budget = _budget(Path(src), codec, settings, uniform, folder)
+    res = write_allocation(src, dst, codec, settings, ladder, budget, folder / "concat.txt")
     if not keep_ladder:
         shutil.rmtree(folder, ignore_errors=True)
-    seconds = {"ladder_encode": t1 - t0, "ladder_measure": t2 - t1}
-    seconds["allocate_concat"] = time.perf_counter() - t2
-    return SrAwareResult(
-        dst=dst_path,
-        bytes=dst_path.stat().st_size,
-        stream_bytes=table.total_bytes(choice),
-        num_frames=expected["num_frames"],
-        width=got.width,
-        height=got.height,
-        pix_fmt=expected["pix_fmt"],
-        gop=settings.gop,
-        choice=tuple(choice),
-        table=table,
-        budget=budget,
-        target_psnr=settings.target_psnr,
-        goal_met=met,
-        command=command,
-        seconds=seconds,
-    )
+    return res

@@ -1,9 +1,11 @@
 """The settings of SR-aware encoding (``codec.sr_aware`` in an archival config), validated.
 
-See :mod:`.sr_aware` for the method. ``codec.sr_aware = dict(enabled=False, gop=48,
-crfs=(18, 23, 28, 33, 38), budget=None, target_psnr=None, refine_iters=0)``: segment length in
-frames, the CRF ladder (the config's own CRF is always added), one goal (a byte budget for the LR
-video payload, None: the uniform encode's at the config's CRF; or a target mean post-SR PSNR), and
+See :mod:`.sr_aware` for the method. ``codec.sr_aware = dict(enabled=False, mode="segments", gop=48,
+crfs=(18, 23, 28, 33, 38), budget=None, target_psnr=None, refine_iters=0)``: how the stream is written
+(``"segments"``: closed-GOP segments concatenated by stream copy, each measured exactly; ``"zones"``:
+one x264 encode with a CRF zone per segment and the config's GOP, :mod:`.sr_aware_zones`), the segment
+length in frames, the CRF ladder (the config's own CRF is always added), one goal (a byte budget for the
+LR video payload, None: the uniform encode's at the config's CRF; or a target mean post-SR PSNR), and
 the iterations of an optional short fine-tune on the final stream.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 from .codec import CRF_RANGE, CodecError, CodecSettings
 
 SR_AWARE_CODECS = ("libx264",)  # stitchable headers and closed GOPs checked for x264 only
+SR_AWARE_MODES = ("zones", "segments")  # one encode with x264 zones | closed-GOP segments, stream copy
 PSNR_CAP = 100.0  # dB for a frame restored exactly (keeps the ladder's sums finite)
 
 
@@ -34,6 +37,7 @@ class SrAwareSettings:
     """
 
     enabled: bool = False
+    mode: str = "segments"
     gop: int = 48
     crfs: tuple[int, ...] = (18, 23, 28, 33, 38)
     budget: int | None = None
@@ -44,6 +48,8 @@ class SrAwareSettings:
         """Validate every field (one-line error naming the key)."""
         if not isinstance(self.enabled, bool):
             raise SrAwareError(f"codec.sr_aware.enabled must be True or False, got {self.enabled!r}")
+        if self.mode not in SR_AWARE_MODES:
+            raise SrAwareError(f"codec.sr_aware.mode must be one of {SR_AWARE_MODES}, got {self.mode!r}")
         if isinstance(self.gop, bool) or not isinstance(self.gop, int) or self.gop < 1:
             raise SrAwareError(f"codec.sr_aware.gop must be an int >= 1 (frames), got {self.gop!r}")
         crfs = tuple(self.crfs) if isinstance(self.crfs, list | tuple) else None

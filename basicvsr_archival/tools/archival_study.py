@@ -13,11 +13,19 @@ points are kept in WORKDIR and skipped on a re-run (interrupt and re-run to resu
         --cfg-options tco.horizon_days=730     # re-price the finished points, measure nothing
     python tools/archival_study.py configs/archival/study_tiny_ci.py a.mkv b.mkv c.mkv -o work_dirs/sh \
         --cluster-sizes 1,2,4,all            # shared-model study: one model per cluster of N videos
+    python tools/archival_study.py configs/archival/study_pay_tiny_cpu.py a.mkv b.mkv -o work_dirs/sra \
+        --sr-aware                           # SR-aware CRFs vs uniform CRF: BD-rate on post-SR PSNR
 
 With ``--cluster-sizes`` the tool runs the shared-model study instead of the ladder: the videos are
 archived as a collection once per cluster size (budget: the config's ``cluster`` section), each
 restored with its cluster's model, its own per-video model (size 1) and the base model; it writes
 WORKDIR/shared/shared.md, shared.json and plots of quality and TCO vs cluster size.
+
+With ``--sr-aware`` (the config needs ``codec.sr_aware``) it compares SR-aware encoding with uniform
+CRF: each video's model is fine-tuned on its uniform stream at the middle ladder CRF (``--shared-crf``
+picks another), the uniform curve is measured at every ladder CRF and the SR-aware curve at each
+uniform point's bytes, both as post-SR PSNR; it writes WORKDIR/sr_aware/sr_aware.md, sr_aware.json and
+sr_aware_rd.png with the BD-rate and the PSNR gain at equal bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from tqdm import tqdm
 from basicvsr_archival.archival.report import analyse, format_break_even, summary_rows, write_report
 from basicvsr_archival.archival.shared_report import write_shared_report
 from basicvsr_archival.archival.shared_study import analyse_shared, parse_sizes, run_shared_study
+from basicvsr_archival.archival.sr_aware_report import write_sr_aware_report
+from basicvsr_archival.archival.sr_aware_study import analyse_sr_aware, run_sr_aware_study
 from basicvsr_archival.archival.study import run_study
 from basicvsr_archival.archival.study_config import Study, StudyError, load_study
 from basicvsr_archival.utils.cli import add_debug_argument, run_cli
@@ -58,8 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cluster-sizes", help="shared-model study at these cluster sizes, e.g. 1,2,4,all (not the ladder)"
     )
     parser.add_argument(
-        "--shared-crf", type=int, help="CRF of the shared-model study (default: middle study CRF)"
+        "--sr-aware",
+        action="store_true",
+        help="SR-aware vs uniform CRF on post-SR PSNR (not the ladder)",
     )
+    parser.add_argument(
+        "--shared-crf", type=int,
+        help="CRF of the shared-model study (default: middle study CRF) or of the --sr-aware model "
+        "(default: middle SR-aware ladder CRF)",
+    )  # fmt: skip
     parser.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="shared-model study engine"
     )
@@ -92,8 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             raise StudyError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     study = load_study(args.config, args.cfg_options)
+    if args.cluster_sizes and args.sr_aware:
+        raise StudyError("give --cluster-sizes or --sr-aware, not both")
     if args.cluster_sizes:
         return shared_main(args, study)
+    if args.sr_aware:
+        return sr_aware_main(args, study)
     try:
         measured = run_study(
             study, args.videos, args.work_dir, progress=not args.no_progress, compute=not args.report_only,
@@ -138,6 +159,27 @@ def shared_main(args: argparse.Namespace, study: Study) -> int:
             f"gain kept {kept}"
         )
     print(f"report: {paths['markdown']} (numbers: {paths['json']})")
+    return 0
+
+
+def sr_aware_main(args: argparse.Namespace, study: Study) -> int:
+    """Run the SR-aware study, write its report and print one line per video and the mean BD-rate."""
+    try:
+        measured = run_sr_aware_study(
+            study, args.videos, args.work_dir, crf=args.shared_crf, progress=not args.no_progress, log=_log
+        )
+    except KeyboardInterrupt:
+        return _interrupted()
+    analysis = analyse_sr_aware(measured, study.settings.bd_method)
+    paths = write_sr_aware_report(measured, analysis, Path(args.work_dir))
+    for vid, r in analysis["videos"].items():
+        gain = r["bytes"]["mean_gain_db"]
+        print(
+            f"{vid}: BD-rate {r['bytes']['bd_rate']:+.1f} % (file bytes), {r['payload']['bd_rate']:+.1f} % "
+            f"(payload), gain at equal bytes {'-' if gain is None else f'{gain:+.3f} dB'}"
+        )
+    mean = analysis["summary"]["bytes"]["mean_bd_rate"]
+    print(f"mean BD-rate: {'-' if mean is None else f'{mean:+.1f} %'}; report: {paths['markdown']}")
     return 0
 
 
