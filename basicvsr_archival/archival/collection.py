@@ -47,6 +47,7 @@ from .model_storage import encode_model, read_state_dict
 from .package import ArchiveError, build_manifest
 from .pipeline import LR_NAME, tool_record
 from .restore import restore_backend
+from .size_ladder import train_ladder
 
 BASE_NAME = "base.pth"
 WORK_DIR = "work"
@@ -110,6 +111,8 @@ def archive_collection(
 def _check_settings(st: store_mod.Store, cfg: ArchivalConfig, settings: CollectionSettings) -> None:
     """Record the run's settings in a new store; refuse a store made with other settings."""
     wanted = {"archival_fingerprint": cfg.fingerprint(), "collection": settings.to_dict()}
+    if cfg.size_ladder is not None:  # only when set: stores made before the ladder still resume
+        wanted["size_ladder"] = cfg.size_ladder.to_dict()
     wanted["collection"].pop("max_retries", None)
     recorded = st.setting("run")
     if recorded is None:
@@ -246,14 +249,17 @@ def _train(
             "iters_per_video": settings.iters_per_video, "max_iters": settings.max_iters,
             "threads": settings.threads, "max_seconds": settings.max_seconds,
         }  # fmt: skip
+    if cfg.size_ladder is not None and jobs:  # one task per (cluster, size); the cheapest good size is kept
+        failed = train_ladder(st, eng, cfg, jobs, members, base, lambda r: _finetune_done(st, eng, r, result),
+                              progress)  # fmt: skip
+        for cid, error in failed.items():
+            _cluster_failed(st, cid, members[cid], error, result)
+        return
     base_weights = read_state_dict(st.object_path(base["sha256"])) if jobs else None
     for res in eng.map(finetune_task, jobs, kind="gpu", desc="fine-tune", progress=progress):
-        _task_done(st, f"finetune:{res.key}", "finetune", res, eng.name)
-        result.ran.append(f"finetune:{res.key}")
+        _finetune_done(st, eng, res, result)
         if res.error:
-            st.update_cluster(res.key, state="failed")
-            for v in members[res.key]:
-                result.failed[v["id"]] = f"cluster {res.key}: {res.error}"
+            _cluster_failed(st, res.key, members[res.key], res.error, result)
             continue
         state = read_state_dict(res.value["checkpoint"])
         data, summary = encode_model(state, cfg.storage, base_weights, base["sha256"])
@@ -261,6 +267,21 @@ def _train(
         iterations = cluster_iters(settings.iters_per_video, len(members[res.key]), settings.max_iters)
         info = {"iterations": iterations, "storage": summary, "finetune": res.value["stats"]}
         st.update_cluster(res.key, state="done", model_sha=sha, settings=info)
+
+
+def _finetune_done(st: store_mod.Store, eng: Engine, res: TaskResult, result: CollectionResult) -> None:
+    """Record a finished fine-tuning task in the catalog and in ``result.ran``."""
+    _task_done(st, f"finetune:{res.key}", "finetune", res, eng.name)
+    result.ran.append(f"finetune:{res.key}")
+
+
+def _cluster_failed(
+    st: store_mod.Store, cid: str, members: list[dict[str, Any]], error: str, result: CollectionResult
+) -> None:
+    """Mark a cluster failed and name the error for each of its videos."""
+    st.update_cluster(cid, state="failed")
+    for v in members:
+        result.failed[v["id"]] = f"cluster {cid}: {error}"
 
 
 def _package(
@@ -312,9 +333,9 @@ def _manifest(
         | {"command": command, "member": LR_NAME},
         "model": {
             "member": model_member,
-            "config": stored_model_config(cfg.model),
+            "config": trained.get("model_config") or stored_model_config(cfg.model),  # ladder: chosen size
             "storage": trained["storage"],
-            "base_checkpoint": dict(base),
+            "base_checkpoint": dict(base) if trained.get("delta_base", True) else None,
             "base_allow_extra_keys": cfg.base_allow_extra_keys,
         },
         "settings": cfg.to_dict(),

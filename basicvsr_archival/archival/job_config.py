@@ -20,6 +20,7 @@ from .finetune_settings import FinetuneSettings
 from .model_storage import StorageSettings
 from .package import ArchiveError, to_jsonable
 from .restore_settings import RestoreSettings
+from .size_ladder_settings import SizeLadderSettings
 from .sr_aware_settings import SrAwareSettings
 
 
@@ -41,6 +42,7 @@ class ArchivalConfig:
     name: str = "config"
     drop_audio: bool = False  # archive without the source's audio streams (recorded in the manifest)
     sr_aware: SrAwareSettings = field(default_factory=SrAwareSettings)  # ``codec.sr_aware``
+    size_ladder: SizeLadderSettings | None = None  # ``model.size_ladder`` (collections only)
 
     def sr_aware_dict(self) -> dict[str, Any]:
         """``{'sr_aware': settings}`` when SR-aware encoding is on, else ``{}`` (older records unchanged)."""
@@ -59,6 +61,7 @@ class ArchivalConfig:
             "restore": self.restore.to_dict(),
             "drop_audio": self.drop_audio,
             **self.sr_aware_dict(),
+            **({"size_ladder": self.size_ladder.to_dict()} if self.size_ladder else {}),
         }
 
     def fingerprint(self) -> str:
@@ -121,6 +124,10 @@ def load_archival_config(
     except (ArchiveError, codec_mod.CodecError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {first_line(exc)}") from None
     model = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
+    try:
+        ladder = SizeLadderSettings.from_dict(model.pop("size_ladder", None))
+    except ArchiveError as exc:
+        raise ConfigError(f"{where}: {first_line(exc)}") from None
     gen = model.get("generator") or {}
     factor = int(gen.get("upscale_factor", 4))
     if factor != codec.scale:
@@ -135,6 +142,10 @@ def load_archival_config(
     base_path = Path(base) if base else None
     try:
         storage.resolved_mode(base_path is not None)
+        if ladder is not None:
+            ladder.check_base(gen, base_path is not None)
+            if finetune.eval_frames < 1:
+                raise ArchiveError("model.size_ladder compares sizes by PSNR: set finetune.eval_frames > 0")
     except ArchiveError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return ArchivalConfig(
@@ -148,6 +159,7 @@ def load_archival_config(
         name,
         bool(cfg.get("drop_audio", False)),
         sr_aware,
+        ladder,
     )
 
 

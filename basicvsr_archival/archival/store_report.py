@@ -270,6 +270,19 @@ def catalog_lines(data: dict[str, Any], root: PathLike) -> list[str]:
             f"cluster {c['id']}: {c['method']}, {c['state']}, {len(c['videos'])} videos "
             f"[{', '.join(c['videos'])}], model {model}"
         )
+        lines += [line for line in (_ladder_line(c),) if line]
     kinds = ", ".join(f"{k} {e['count']} ({e['bytes']} B)" for k, e in sorted(objs["by_kind"].items()))
     lines.append(f"objects: {kinds or 'none'}")
     return lines
+
+
+def _ladder_line(cluster: dict[str, Any]) -> str | None:
+    """One catalog line of a cluster's size-ladder choice (:mod:`.size_ladder`) (None without a ladder)."""
+    lad = (cluster.get("settings") or {}).get("size_ladder")
+    if not lad:
+        return None
+    sizes = ", ".join(
+        f"{r['size']} {r['psnr'] if r['psnr'] is None else round(r['psnr'], 2)} dB ${r['tco_usd']:.4g}"
+        for r in lad["rows"]
+    )
+    return f"  size ladder: {lad['chosen']} chosen [{sizes}]"

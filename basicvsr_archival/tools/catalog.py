@@ -4,6 +4,7 @@ Examples::
 
     python tools/catalog.py collection.store
     python tools/catalog.py collection.store --json > catalog.json
+    python tools/catalog.py collection.store --ladder-plot ladder.png
 
 Reads without taking the store's lock, so it works while a run is writing the store.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from basicvsr_archival.archival.store import catalog_json, open_store_or_error
 from basicvsr_archival.archival.store_report import catalog_lines
@@ -27,6 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("store", help="store directory (holds catalog.sqlite and objects/)")
     parser.add_argument("--json", action="store_true", help="print the whole catalog as JSON")
+    parser.add_argument(
+        "--ladder-plot",
+        metavar="PNG",
+        help="write quality vs restore cost of each cluster's model-size ladder",
+    )
     add_debug_argument(parser)
     return parser.parse_args(argv)
 
@@ -40,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(data, indent=1, sort_keys=True))
     else:
         print("\n".join(catalog_lines(data, args.store)))
+    if args.ladder_plot:
+        from basicvsr_archival.archival.size_ladder import plot_ladder
+
+        written = plot_ladder(data["clusters"], Path(args.ladder_plot))
+        print(f"wrote {written}" if written else "no cluster has a size ladder: no plot", file=sys.stderr)
     return 0
 
 
