@@ -13,7 +13,10 @@ without redoing finished videos or clusters):
 4. train (engine tasks, GPU when the cluster has one): one model per cluster on clips of all its
    videos (:func:`.collection_tasks.finetune_task`), stored once as a delta against the base model,
    which is itself an object of the store;
-5. package (driver): each video's manifest (the single-video archive manifest, its members named
+5. SR-aware encode (``codec.sr_aware``, engine tasks): each video's LR stream re-encoded with
+   per-segment CRFs chosen with its cluster's model, which may be refined on them
+   (:mod:`.collection_sr_aware`); the uniform LR objects leave the store;
+6. package (driver): each video's manifest (the single-video archive manifest, its members named
    by their object hashes; no timestamps, timings or paths) becomes an object.
 
 Only this driver writes the catalog and the objects; tasks return records (the catalog keeps each
@@ -38,6 +41,7 @@ from basicvsr_archival.utils.ffmpeg import PathLike
 from . import store as store_mod
 from .cluster import add_to_state, assign_clusters, cluster_state
 from .collection_config import CollectionSettings, load_collection_config
+from .collection_sr_aware import lr_record, sr_aware_stage
 from .collection_tasks import base_state, finetune_task, prepare_task
 from .cost import sr_archive_bytes
 from .engines import Engine, TaskResult, make_engine
@@ -103,6 +107,7 @@ def archive_collection(
             _assign(st, settings)
             base = _put_base(st, cfg)
             _train(st, eng, cfg, settings, base, result, progress)
+            sr_aware_stage(st, eng, cfg, settings, base, result, progress)
             _package(st, cfg, base, result)
         result.videos = {v["id"]: v["state"] for v in st.videos() if v["id"] in ids}
     return result
@@ -330,7 +335,8 @@ def _manifest(
         "tool": tool_record(),
         "source": {"name": src.name, "sha256": probe["sha256"], **probe["info"]},
         "lr": {k: enc[k] for k in ("width", "height", "num_frames", "pix_fmt")}
-        | {"command": command, "member": LR_NAME},
+        | {"command": command, "member": LR_NAME}
+        | (lr_record(info, cluster) if "sr_aware" in info else {}),
         "model": {
             "member": model_member,
             "config": trained.get("model_config") or stored_model_config(cfg.model),  # ladder: chosen size

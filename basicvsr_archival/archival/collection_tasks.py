@@ -55,9 +55,10 @@ def finetune_task(job: Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tune one model on all of a cluster's (decoded LR, source) pairs (a worker task, resumable).
 
     ``job``: ``cfg``, ``pairs``, ``work``, ``iters_per_video``, ``max_iters``, ``threads`` and
-    ``max_seconds`` (None: the config's ``finetune.max_seconds``, only a safety cap).
+    ``max_seconds`` (None: the config's ``finetune.max_seconds``, only a safety cap); optional
+    ``start``: a checkpoint to start from instead of the config's base (e.g. the stored cluster model).
     """
-    cfg = job["cfg"]
+    cfg, start = job["cfg"], job.get("start")
     settings = replace(cfg.finetune, max_seconds=job["max_seconds"] or cfg.finetune.max_seconds)
     result = finetune_cluster(
         cfg.model,
@@ -66,8 +67,8 @@ def finetune_task(job: Mapping[str, Any]) -> dict[str, Any]:
         settings,
         iters_per_video=job["iters_per_video"],
         max_iters=job["max_iters"],
-        base_checkpoint=cfg.base_checkpoint,
-        base_allow_extra_keys=cfg.base_allow_extra_keys,
+        base_checkpoint=Path(start) if start else cfg.base_checkpoint,
+        base_allow_extra_keys=False if start else cfg.base_allow_extra_keys,
         scale=cfg.codec.scale,
         threads=job["threads"],
         eval_max_seq_len=cfg.restore.max_seq_len,
