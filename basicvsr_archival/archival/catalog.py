@@ -313,6 +313,16 @@ class Catalog:
         """One task row, or None."""
         return self._one("SELECT * FROM tasks WHERE name = ?", [name])
 
+    def compute_seconds(self, cluster_id: str | None = None, video_id: str | None = None) -> float:
+        """Seconds of a cluster's training tasks (fine-tune, every size of a size ladder, SR-aware refine)
+        and of a video's SR-aware encode."""
+        names, prefix = {f"sr_aware:{video_id}"} if video_id else set(), None
+        if cluster_id is not None:
+            names |= {f"finetune:{cluster_id}", f"sr_aware_refine:{cluster_id}"}
+            prefix = f"finetune:{cluster_id}/"
+        rows = [t for t in self.tasks() if t["name"] in names or (prefix and t["name"].startswith(prefix))]
+        return float(sum(t["seconds"] or 0.0 for t in rows))
+
     def tasks(self) -> list[dict[str, Any]]:
         """Every task row, by name."""
         return self._all("SELECT * FROM tasks ORDER BY name")

@@ -97,7 +97,6 @@ def _store_option(
         size = st.object_path(entry["sha256"]).stat().st_size
         objects.append(BilledObject(float(size), 1.0 / sharing if entry["role"] == "model" else 1.0))
     objects.append(BilledObject(float(st.object_path(row["manifest_sha"]).stat().st_size)))
-    task = st.task(f"finetune:{row['cluster_id']}") or {}
     restore_s = float(rec["restore_seconds"])
     if profile is not None:
         lr, settings = manifest["lr"], manifest["settings"]
@@ -110,7 +109,7 @@ def _store_option(
         sum(o.nbytes * o.share for o in objects),
         {m: rec.get(m) for m in METRICS},
         restore_s,
-        float(task.get("seconds") or 0.0) / sharing,
+        st.compute_seconds(cluster_id=row["cluster_id"]) / sharing + st.compute_seconds(video_id=row["id"]),
         tuple(objects),
         rec["device"],
     )

@@ -100,3 +100,30 @@ def ray_in_process():
     yield ray
     if started:
         ray.shutdown()
+
+
+CLIP_CUTS = (("bigbuckbunny.mp4", 60), ("tree.avi", 30))  # (source, first frame): 8 frames each
+CLIP_FPS = 25
+
+
+def _two_source_clip(videos: Path, out: Path) -> Path:
+    """16 frames at 25 fps, 128x72 yuv420p (x264 CRF 12): 8 of each source of ``CLIP_CUTS``, cropped."""
+    from basicvsr_archival.utils.ffmpeg import run_ffmpeg
+
+    args, graph = ["-y"], []
+    for i, (name, start) in enumerate(CLIP_CUTS):
+        args += ["-i", str(videos / name)]
+        graph.append(
+            f"[{i}:v:0]trim=start_frame={start}:end_frame={start + 8},setpts=PTS-STARTPTS,"
+            f"crop='min(iw,ih*16/9)':'min(ih,iw*9/16)',scale=128:72:flags=area,setsar=1,format=yuv420p[s{i}]"
+        )
+    graph.append(f"[s0][s1]concat=n=2:v=1:a=0,setpts=N/({CLIP_FPS}*TB)[v]")
+    args += ["-filter_complex", ";".join(graph), "-map", "[v]", "-r", str(CLIP_FPS), "-frames:v", "16"]
+    run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-threads", "1", str(out)], "cutting the test clip")
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_source_clip(shared_dir: Path, tmp_path_factory) -> Path:
+    """The SR-aware test clip: 8 frames of Big Buck Bunny then 8 of tree, 128x72, 25 fps (x264 CRF 12)."""
+    return _two_source_clip(shared_dir / "data" / "videos", tmp_path_factory.mktemp("clip") / "clip.mp4")

@@ -15,7 +15,6 @@ import pytest
 from basicvsr_archival.archival.sr_aware import LadderTable, allocate, greedy_allocation
 from basicvsr_archival.archival.sr_aware_settings import SrAwareError, SrAwareSettings
 
-CLIP_CUTS = (("bigbuckbunny.mp4", 60), ("tree.avi", 30))  # (source, first frame): 8 frames each
 CLIP_FPS = 25
 GOP = 8
 LADDER = (23, 28, 33, 38)
@@ -119,23 +118,6 @@ def test_settings_check_the_codec_and_add_its_crf():
 
 
 # ------------------------------------------------------------------------------------------ end to end
-def _two_source_clip(videos: Path, out: Path) -> Path:
-    """16 frames at 25 fps, 128x72 yuv420p (x264 CRF 12): 8 of each source of ``CLIP_CUTS``, cropped."""
-    from basicvsr_archival.utils.ffmpeg import run_ffmpeg
-
-    args, graph = ["-y"], []
-    for i, (name, start) in enumerate(CLIP_CUTS):
-        args += ["-i", str(videos / name)]
-        graph.append(
-            f"[{i}:v:0]trim=start_frame={start}:end_frame={start + 8},setpts=PTS-STARTPTS,"
-            f"crop='min(iw,ih*16/9)':'min(ih,iw*9/16)',scale=128:72:flags=area,setsar=1,format=yuv420p[s{i}]"
-        )
-    graph.append(f"[s0][s1]concat=n=2:v=1:a=0,setpts=N/({CLIP_FPS}*TB)[v]")
-    args += ["-filter_complex", ";".join(graph), "-map", "[v]", "-r", str(CLIP_FPS), "-frames:v", "16"]
-    run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-threads", "1", str(out)], "cutting the test clip")
-    return out
-
-
 def _tiny_model(cfg, codec, clip: Path, work: Path):
     """The tiny_ci model fine-tuned for 30 iterations on the uniform-CRF LR stream of ``clip``."""
     import torch
@@ -168,9 +150,9 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def clip(shared_dir: Path, tmp_path_factory) -> Path:
-    """The two-source test clip (16 frames, 128x72)."""
-    return _two_source_clip(shared_dir / "data" / "videos", tmp_path_factory.mktemp("clip") / "clip.mp4")
+def clip(two_source_clip: Path) -> Path:
+    """The two-source test clip (16 frames, 128x72; conftest)."""
+    return two_source_clip
 
 
 @pytest.fixture(scope="module")
