@@ -349,6 +349,14 @@ def test_catalog_rows_tasks_settings_and_schema_version(tmp_path):
             123,
             "ray",
         )
+        # one-time compute: every ladder size of the cluster, its refine, the video's SR-aware encode
+        tasks = {"finetune:c000/c16n2": 2.0, "finetune:c0001": 7.0, "sr_aware_refine:c000": 0.25,
+                 "sr_aware:clip": 0.5, "sr_aware:clip-2": 9.0}  # fmt: skip
+        for name, secs in tasks.items():
+            store.record_task(name, "gpu", "done", seconds=secs)
+        assert store.compute_seconds(cluster_id="c000") == 1.5 + 2.0 + 0.25
+        assert store.compute_seconds(cluster_id="c000", video_id="clip") == 1.5 + 2.0 + 0.25 + 0.5
+        assert store.compute_seconds(video_id="clip-2") == 9.0 and store.compute_seconds() == 0.0
         store.set_setting("cluster", {"method": "kmeans", "k": 2})
         assert store.setting("cluster") == {"method": "kmeans", "k": 2} and store.setting("nope", 7) == 7
         assert store.assignment("clip")["descriptor"] == {"si": 1.5}
