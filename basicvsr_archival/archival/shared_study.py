@@ -154,18 +154,16 @@ def _lr_size(source: Path, scale: int) -> list[int]:
 
 def _size_record(st: store_mod.Store, ids: Sequence[str]) -> dict[str, Any]:
     """Clusters, their sizes, iterations and fine-tuning seconds of one store (from its catalog)."""
-    tasks = {t["name"]: t for t in st.tasks()}
     clusters = []
     for c in st.clusters():
         members = [v for v in st.cluster_videos(c["id"]) if v in ids]
-        task = tasks.get(f"finetune:{c['id']}") or {}
         clusters.append(
             {
                 "id": c["id"],
                 "videos": members,
                 "model": c["model_sha"],
                 "iterations": (c["settings"] or {}).get("iterations"),
-                "finetune_seconds": float(task.get("seconds") or 0.0),
+                "finetune_seconds": st.compute_seconds(cluster_id=c["id"]),
             }
         )
     return {"clusters": clusters}
