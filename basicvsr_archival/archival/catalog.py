@@ -313,6 +313,14 @@ class Catalog:
         """One task row, or None."""
         return self._one("SELECT * FROM tasks WHERE name = ?", [name])
 
+    def videos_by_cluster(self, state: str = "prepared") -> dict[str, list[dict[str, Any]]]:
+        """Videos in ``state`` that have a cluster, grouped by cluster id (catalog order)."""
+        members: dict[str, list[dict[str, Any]]] = {}
+        for v in self.videos():
+            if v["cluster_id"] and v["state"] == state:
+                members.setdefault(v["cluster_id"], []).append(v)
+        return members
+
     def compute_seconds(self, cluster_id: str | None = None, video_id: str | None = None) -> float:
         """Seconds of a cluster's training tasks (fine-tune, every size of a size ladder, SR-aware refine)
         and of a video's SR-aware encode."""

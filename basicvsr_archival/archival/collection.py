@@ -240,10 +240,7 @@ def _train(
     progress: bool,
 ) -> None:
     """Fine-tune every cluster without a model (one task each) and store each model once, as a delta."""
-    members: dict[str, list[dict[str, Any]]] = {}
-    for v in st.videos():
-        if v["cluster_id"] and v["state"] == "prepared":
-            members.setdefault(v["cluster_id"], []).append(v)
+    members = st.videos_by_cluster("prepared")
     jobs = {}
     for c in st.clusters():
         if c["state"] == "done" or not members.get(c["id"]):

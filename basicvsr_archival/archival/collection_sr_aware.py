@@ -220,10 +220,7 @@ def _refine_clusters(
     """Refine once every trained cluster whose prepared videos are all SR-aware; replace its model object."""
     from .collection import _task_done, _work
 
-    members: dict[str, list[dict[str, Any]]] = {}
-    for v in st.videos():
-        if v["state"] == "prepared" and v["cluster_id"]:
-            members.setdefault(v["cluster_id"], []).append(v)
+    members = st.videos_by_cluster("prepared")
     jobs, n = {}, cfg.sr_aware.refine_iters
     for c in st.clusters():
         vids = members.get(c["id"], [])

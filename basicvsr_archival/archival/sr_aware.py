@@ -446,22 +446,31 @@ def write_allocation(
     choice, met = allocate(table, budget, target_psnr)
     chosen = [ladder.files[table.crfs[j]][s] for s, j in enumerate(choice)]
     command = concat_segments(chosen, dst_path, Path(list_file), forbid=[src_path])
-    _, expected = build_encode_args(probe_video(src_path), dst_path, codec)
-    got = _check_stream(dst_path, expected, table.total_bytes(choice))
+    payload, goal = table.total_bytes(choice), (budget, target_psnr, met)
+    return checked_result(src_path, dst_path, codec, ladder, choice, payload, goal, command, gop, t0)
+
+
+def checked_result(
+    src: Path, dst: Path, codec: CodecSettings, ladder: Ladder, choice: Sequence[int], payload: int,
+    goal: tuple[int | None, float | None, bool], command: list[str], gop: int, t0: float,
+) -> SrAwareResult:  # fmt: skip
+    """Check the written stream (:func:`_check_stream`) and describe it; ``goal``: (budget, target, met)."""
+    _, expected = build_encode_args(probe_video(src), dst, codec)
+    got = _check_stream(dst, expected, payload)
     return SrAwareResult(
-        dst=dst_path,
-        bytes=dst_path.stat().st_size,
-        stream_bytes=table.total_bytes(choice),
+        dst=dst,
+        bytes=dst.stat().st_size,
+        stream_bytes=payload,
         num_frames=expected["num_frames"],
         width=got.width,
         height=got.height,
         pix_fmt=expected["pix_fmt"],
         gop=gop,
         choice=tuple(choice),
-        table=table,
-        budget=budget,
-        target_psnr=target_psnr,
-        goal_met=met,
+        table=ladder.table,
+        budget=goal[0],
+        target_psnr=goal[1],
+        goal_met=goal[2],
         command=command,
         seconds={**ladder.seconds, "allocate_concat": time.perf_counter() - t0},
     )

@@ -30,16 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basicvsr_archival.utils.ffmpeg import PathLike, probe_video
+from basicvsr_archival.utils.ffmpeg import PathLike
 from basicvsr_archival.utils.video_read import open_video
 
-from .codec import CodecSettings, EncodeResult, build_encode_args, encode_lr
+from .codec import CodecSettings, EncodeResult, encode_lr
 from .sr_aware import (
     Ladder,
     LadderTable,
     SrAwareResult,
-    _check_stream,
     allocate,
+    checked_result,
     post_sr_psnr,
     stream_payload,
 )
@@ -162,22 +162,5 @@ def write_zones(
     else:
         choice, enc, payload = _fit_budget(src_path, dst_path, codec, table, budget, gop)
         met = payload <= budget
-    _, expected = build_encode_args(probe_video(src_path), dst_path, codec)
-    got = _check_stream(dst_path, expected, payload)
-    return SrAwareResult(
-        dst=dst_path,
-        bytes=dst_path.stat().st_size,
-        stream_bytes=payload,
-        num_frames=expected["num_frames"],
-        width=got.width,
-        height=got.height,
-        pix_fmt=expected["pix_fmt"],
-        gop=gop,
-        choice=tuple(choice),
-        table=table,
-        budget=budget,
-        target_psnr=target_psnr,
-        goal_met=met,
-        command=enc.command,
-        seconds={**ladder.seconds, "allocate_concat": time.perf_counter() - t0},
-    )
+    goal = (budget, target_psnr, met)
+    return checked_result(src_path, dst_path, codec, ladder, choice, payload, goal, enc.command, gop, t0)
