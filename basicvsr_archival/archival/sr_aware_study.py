@@ -6,7 +6,8 @@ For every video (``tools/archival_study.py CONFIG VIDEOS -o WORK --sr-aware``):
    (scale, CRF) with SR-aware encoding off, so it is trained on the uniform stream, as the issue orders);
 2. the uniform curve: :func:`.codec.encode_lr` (the ordinary stream an archive stores) at every CRF of
    the ``codec.sr_aware`` ladder; file bytes, video payload bytes and the mean post-SR PSNR with that
-   model (restored in the restore's chunks);
+   model (restored in the restore's chunks; in ``zones`` mode these are the ladder's own whole-stream
+   encodes, restored once);
 3. the SR-aware curve: the ladder is encoded and measured once (:func:`.sr_aware.build_ladder`), then
    for every uniform point its payload is the byte budget of one allocation
    (:func:`.sr_aware.write_allocation`); each final stream is restored and measured the same way (its
@@ -103,14 +104,19 @@ def measure_video(
     model, cfg = _model(study, source, folder, scale, crf, base, progress)
     chunks = (cfg.restore.max_seq_len, cfg.restore.overlap)
     codec = cfg.codec
-    uniform = []
-    for c in settings.ladder(codec):
-        enc = encode_lr(source, folder / f"uniform_crf{c}.mp4", replace(codec, crf=c, bitrate=None))
-        q = float(np.mean(post_sr_psnr(model, [enc.dst], source, *chunks)))
-        uniform.append({"crf": c, "bytes": enc.bytes, "payload": stream_payload(enc.dst).bytes, "psnr": q})
     lad_dir = folder / "ladder"
     shutil.rmtree(lad_dir, ignore_errors=True)
     ladder = build_ladder(source, codec, settings, model, lad_dir, *chunks)
+    table, n = ladder.table, len(ladder.table.frames)
+    uniform = []
+    for j, c in enumerate(table.crfs):
+        if settings.mode == "zones":  # the zones ladder's whole streams are these encodes, already restored
+            dst, q = ladder.files[c][0], table.mean_psnr([j] * n)
+        else:
+            dst = encode_lr(source, folder / f"uniform_crf{c}.mp4", replace(codec, crf=c, bitrate=None)).dst
+            q = float(np.mean(post_sr_psnr(model, [dst], source, *chunks)))
+        nbytes, payload = dst.stat().st_size, stream_payload(dst).bytes
+        uniform.append({"crf": c, "bytes": nbytes, "payload": payload, "psnr": q})
     points = []
     for u in uniform:
         dst = folder / f"sr_aware_budget_crf{u['crf']}.mp4"
