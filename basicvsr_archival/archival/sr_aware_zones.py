@@ -15,10 +15,12 @@ the allocation saves. This mode keeps the ordinary stream (the config's GOP, ope
    CRF at each zone start; a uniform choice is encoded without zones: that rung's stream). P/B frames
    reference across segment borders, so its bytes and quality differ from the table's (a segment's key
    frame feeds the next ones; measured on a 32-frame clip: -0.1 to -0.35 dB), so the table is a model,
-   not a measurement, of the final stream. With a budget, while the stream's payload is over it or more
-   than 2 % under it, the allocation is redone with its budget scaled by ``budget / payload`` (at most
-   ``MAX_TRIES`` encodes; the fullest stream within the budget is kept), and if none fits, the best
-   uniform rung that fits is taken (its stream is on the ladder).
+   not a measurement, of the final stream. With a budget, each encode's own per-segment bytes replace
+   the table's bytes of the rungs it used, and the allocation is redone on that corrected table with its
+   goal scaled by ``budget / payload`` (at most ``MAX_TRIES`` encodes; it stops early when a stream
+   fills the budget to within 2 %). The stream
+   kept is the one within the budget with the highest predicted PSNR, unless the best uniform rung
+   within the budget predicts more (its table entry is exact: its stream is on the ladder).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from .sr_aware import (
 )
 from .sr_aware_settings import SrAwareSettings
 
-MAX_TRIES = 5  # encodes to fit a byte budget
+MAX_TRIES = 6  # encodes to fit a byte budget
 FILL = 0.98  # a stream within 2 % under the budget is kept
 
 
@@ -95,10 +97,8 @@ def build_zone_ladder(
         t1 = time.perf_counter()
         per_frame = post_sr_psnr(model, [enc.dst], src, max_seq_len, overlap)
         t_enc, t_sr = t_enc + t1 - t0, t_sr + time.perf_counter() - t1
-        sizes = frame_bytes(enc.dst)
-        cuts = range(0, len(per_frame), gop)
-        cols_b.append([int(sum(sizes[s : s + gop])) for s in cuts])
-        cols_q.append([float(np.mean(per_frame[s : s + gop])) for s in cuts])
+        cols_b.append(segment_bytes(enc.dst, gop))
+        cols_q.append([float(np.mean(per_frame[s : s + gop])) for s in range(0, len(per_frame), gop)])
         files[crf] = [enc.dst]
     n = len(per_frame)
     frames = tuple(min(gop, n - s) for s in range(0, n, gop))
@@ -116,32 +116,50 @@ def _encode_choice(
     return enc, stream_payload(dst).bytes
 
 
+def segment_bytes(path: PathLike, gop: int) -> list[int]:
+    """Payload bytes of every segment of ``gop`` frames of a stream (its frames' packets, display order)."""
+    sizes = frame_bytes(path)
+    return [int(sum(sizes[s : s + gop])) for s in range(0, len(sizes), gop)]
+
+
+def corrected_table(table: LadderTable, choice: list[int], seg_bytes: list[int]) -> LadderTable:
+    """``table`` with the bytes of rung ``choice[s]`` of every segment ``s`` replaced by ``seg_bytes[s]``."""
+    rows = [list(r) for r in table.bytes]
+    for s, (j, b) in enumerate(zip(choice, seg_bytes, strict=True)):
+        rows[s][j] = b
+    return replace(table, bytes=tuple(tuple(r) for r in rows))
+
+
 def _fit_budget(
     src: Path, dst: Path, codec: CodecSettings, table: LadderTable, budget: int, gop: int
 ) -> tuple[list[int], EncodeResult, int]:
-    """Step 3 with a budget: rescale the allocation's budget until the stream fills ``FILL``-1 of it."""
-    goal, best, tried, last = budget, None, set(), None
+    """Step 3 with a budget: allocate on a table corrected by each zoned stream's own segment bytes,
+    the allocation's goal scaled by ``budget / payload`` after each encode.
+
+    The kept stream is the one within ``budget`` with the highest predicted PSNR, or the best uniform
+    rung within it (exact: its stream is on the ladder) when that predicts more.
+    """
+    n, model, best, tried, last, goal = len(table.frames), table, None, set(), None, budget
     for _ in range(MAX_TRIES):
-        choice, _ = allocate(table, goal, None)
+        choice, _ = allocate(model, goal, None)
         if tuple(choice) in tried:
             break
         tried.add(tuple(choice))
         enc, payload = _encode_choice(src, dst, codec, table, choice, gop)
-        last = choice
-        if payload <= budget and (best is None or payload > best[1]):
-            best = (choice, payload)
+        last, q = choice, table.mean_psnr(choice)
+        if payload <= budget and (best is None or q > best[2]):
+            best = (choice, payload, q)
         if FILL * budget <= payload <= budget:
             break
+        model = corrected_table(model, choice, segment_bytes(dst, gop))
         goal = max(1, int(goal * budget / payload) - (payload > budget))
-    if best is None:  # never fits: the best uniform rung that fits (its stream is on the ladder)
-        n = len(table.frames)
-        fits = [j for j in range(len(table.crfs)) if table.total_bytes([j] * n) <= budget]
-        j = max(fits or [len(table.crfs) - 1], key=lambda j: table.mean_psnr([j] * n))
-        enc = encode_lr(src, dst, replace(codec, crf=table.crfs[j], bitrate=None))
-        return [j] * n, enc, stream_payload(dst).bytes
+    fits = [j for j in range(len(table.crfs)) if table.total_bytes([j] * n) <= budget]
+    j = max(fits or [len(table.crfs) - 1], key=lambda j: table.mean_psnr([j] * n))
+    if best is None or table.mean_psnr([j] * n) > best[2]:
+        best = ([j] * n, table.total_bytes([j] * n), table.mean_psnr([j] * n))
     if best[0] != last:
         enc, _ = _encode_choice(src, dst, codec, table, best[0], gop)
-    return best[0], enc, best[1]
+    return best[0], enc, stream_payload(dst).bytes
 
 
 def write_zones(
