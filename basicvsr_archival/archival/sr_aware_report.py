@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 
 from basicvsr_archival.utils.atomic import atomic_write_text
 
@@ -24,7 +25,7 @@ from .study_analysis import write_json_atomic
 
 
 def plot_rd(measured: Mapping[str, Any], path: Path) -> None:
-    """Post-SR PSNR vs file kB, uniform CRF (labelled by CRF) and SR-aware (at each uniform budget)."""
+    """Post-SR PSNR vs file kB: uniform CRF (labelled by CRF), SR-aware and constant bitrate per budget."""
     videos = measured["videos"]
     cols = min(3, max(1, len(videos)))
     rows = math.ceil(len(videos) / cols) or 1
@@ -40,7 +41,13 @@ def plot_rd(measured: Mapping[str, Any], path: Path) -> None:
         ax.plot(
             [p["bytes"] / 1e3 for p in s], [p["psnr"] for p in s], "s-", color="tab:red", label="SR-aware"
         )
+        c = sorted(rec.get("cbr") or [], key=lambda p: p["bytes"])
+        if c:
+            ax.plot([p["bytes"] / 1e3 for p in c], [p["psnr"] for p in c], "^--", color="tab:gray",
+                    label="constant bitrate")  # fmt: skip
         ax.set_xscale("log")
+        for axis_fmt in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            axis_fmt(FormatStrFormatter("%g"))  # plain kB, not 3 x 10^0
         ax.set_title(vid, fontsize=9)
         ax.set_xlabel("LR stream (kB)")
         ax.set_ylabel("post-SR PSNR (dB)")
@@ -54,16 +61,19 @@ def plot_rd(measured: Mapping[str, Any], path: Path) -> None:
 def markdown(measured: Mapping[str, Any], analysis: Mapping[str, Any]) -> str:
     """The report text."""
     sm = analysis["summary"]
-    sa = measured["sr_aware"]
+    sa, budgets = measured["sr_aware"], measured.get("budget_crfs") or []
+    at = f"at CRFs {budgets}" if budgets else "(every CRF of the ladder)"
     head = ["video", "segments", "BD-rate file bytes", "BD-rate payload", "vs same closed GOPs",
-            "gain at equal bytes (dB)",
+            "vs constant bitrate", "gain at equal bytes (dB)",
             "distinct CRFs", "measured - predicted (dB)"]  # fmt: skip
     lines = [
         "# SR-aware encoding vs uniform CRF",
         "",
         f"x{measured['scale']}; model of each video fine-tuned on its uniform stream at CRF "
-        f"{measured['model_crf']}; segments of {sa['gop']} frames, CRF ladder {sa['crfs']}; one SR-aware "
-        "stream per uniform point, with that point's payload as the byte budget. Quality: mean post-SR "
+        f"{measured['model_crf']}; {sa.get('mode', 'segments')} of {sa['gop']} frames, "
+        f"CRF ladder {sa['crfs']}; "
+        f"one SR-aware stream per uniform point {at}, with that point's payload as the byte budget. "
+        "Quality: mean post-SR "
         f"PSNR, measured on each final stream. BD-rate ({analysis['method']}): negative = SR-aware needs "
         "fewer bytes at equal post-SR PSNR; the gain at equal bytes is interpolated on the uniform curve.",
         "",
@@ -74,6 +84,7 @@ def markdown(measured: Mapping[str, Any], analysis: Mapping[str, Any]) -> str:
         rec = measured["videos"][vid]
         cells = [vid, rec["segments"], _fmt(r["bytes"]["bd_rate"], "+.1f") + " %",
                  _fmt(r["payload"]["bd_rate"], "+.1f") + " %", _fmt(r["same_gops"]["bd_rate"], "+.1f") + " %",
+                 _fmt(r.get("cbr", {}).get("bd_rate"), "+.1f") + " %",
                  _fmt(r["bytes"]["mean_gain_db"], "+.3f"),
                  r["distinct_crfs"], _fmt(r["prediction_error_db"], "+.3f")]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -83,7 +94,9 @@ def markdown(measured: Mapping[str, Any], analysis: Mapping[str, Any]) -> str:
         f"Mean BD-rate over {b['videos_with_bd_rate']} videos: {_fmt(b['mean_bd_rate'], '+.1f')} % on file "
         f"bytes (median {_fmt(b['median_bd_rate'], '+.1f')} %), {_fmt(p['mean_bd_rate'], '+.1f')} % on "
         f"payload, {_fmt(sm['same_gops']['mean_bd_rate'], '+.1f')} % against uniform CRF with the same "
-        f"closed GOPs; mean gain at equal bytes {_fmt(b['mean_gain_db'], '+.3f')} dB. Goal <= "
+        f"closed GOPs, {_fmt(sm.get('cbr', {}).get('mean_bd_rate'), '+.1f')} % against a constant bitrate "
+        "(x264 with a VBV buffer of one segment: the same bits for every GOP, file bytes); mean gain at "
+        f"equal bytes {_fmt(b['mean_gain_db'], '+.3f')} dB. Goal <= "
         f"{sm['goal_bd_rate']:.0f} % (NCS reports -15 %): {'met' if sm['goal_met'] else 'not met'}.",
         "",
         "![rate-distortion](sr_aware_rd.png)",

@@ -45,6 +45,7 @@ class StudySettings:
     keep_videos: bool = False
     bd_method: str = "pchip"
     base_pretrain: dict[str, Any] | None = None
+    sr_aware_budgets: tuple[int, ...] | None = None  # --sr-aware: CRFs whose uniform payload is a budget
 
     def __post_init__(self) -> None:
         """Validate and normalise the fields (a ``base_pretrain`` without a video means none)."""
@@ -54,6 +55,8 @@ class StudySettings:
         object.__setattr__(self, "crfs", tuple(sorted({int(c) for c in self.crfs})))
         object.__setattr__(self, "variants", tuple(v for v in VARIANTS if v in set(self.variants)))
         object.__setattr__(self, "base_pretrain", pre)
+        if (budgets := self.sr_aware_budgets) is not None:
+            object.__setattr__(self, "sr_aware_budgets", tuple(sorted({int(c) for c in budgets})))
         checks = [
             (self.scales and all(x in (2, 4) for x in self.scales),
              f"scales must be a non-empty list of 2 and/or 4, got {self.scales}"),

@@ -24,8 +24,9 @@ WORKDIR/shared/shared.md, shared.json and plots of quality and TCO vs cluster si
 With ``--sr-aware`` (the config needs ``codec.sr_aware``) it compares SR-aware encoding with uniform
 CRF: each video's model is fine-tuned on its uniform stream at the middle ladder CRF (``--shared-crf``
 picks another), the uniform curve is measured at every ladder CRF and the SR-aware curve at each
-uniform point's bytes, both as post-SR PSNR; it writes WORKDIR/sr_aware/sr_aware.md, sr_aware.json and
-sr_aware_rd.png with the BD-rate and the PSNR gain at equal bytes.
+uniform point's bytes (or those at ``study.sr_aware_budgets``), next to a constant bitrate at the same
+budgets, all as post-SR PSNR; it writes WORKDIR/sr_aware/sr_aware.md, sr_aware.json and
+sr_aware_rd.png with the BD-rates and the PSNR gain at equal bytes.
 """
 
 from __future__ import annotations

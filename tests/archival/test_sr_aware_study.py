@@ -11,8 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from basicvsr_archival.archival.sr_aware_study import analyse_sr_aware, analyse_video, uniform_psnr_at
-from basicvsr_archival.archival.sr_aware_zones import frame_bytes, with_zones, zones_value
+from basicvsr_archival.archival.sr_aware_study import (
+    analyse_sr_aware,
+    analyse_video,
+    cbr_codec,
+    uniform_psnr_at,
+)
+from basicvsr_archival.archival.sr_aware_zones import (
+    corrected_table,
+    frame_bytes,
+    segment_bytes,
+    with_zones,
+    zones_value,
+)
 
 UNIFORM = [
     {"crf": 24, "bytes": 4000, "payload": 3000, "psnr": 34.0},
@@ -60,6 +71,15 @@ def test_summary_means_over_videos_and_goal():
     assert s["goal_met"] and s["goal_bd_rate"] == -10.0
     worse = analyse_sr_aware({"videos": {"b": _record(-0.5)}})["summary"]
     assert worse["bytes"]["mean_bd_rate"] > 0 and not worse["goal_met"]
+
+
+def test_constant_bitrate_codec_by_hand():
+    """1000 bytes over 16 frames at 25 fps: 12500 bit/s, a VBV buffer of one 8-frame segment (4000 bits)."""
+    from basicvsr_archival.archival.codec import CodecSettings
+
+    rated = cbr_codec(CodecSettings(crf=30, extra_args=("-threads", "1")), 1000, 16, 25.0, 8)
+    assert (rated.crf, rated.bitrate) == (None, "12500")
+    assert rated.extra_args == ("-threads", "1", "-maxrate", "12500", "-bufsize", "4000")
 
 
 def test_zones_value_and_x264_params_merge():
@@ -113,25 +133,43 @@ def test_zones_stream_fits_the_uniform_budget_and_decodes(zones_run):
     record = res.to_dict()
     assert [s["crf"] for s in record["segments"]] == res.crfs and len(res.crfs) == 2
     assert all(c in (26, 30, 38) for c in res.crfs)
+    assert res.table.mean_psnr(res.choice) >= res.table.mean_psnr([1, 1])  # never below uniform CRF 30
+
+
+def test_zone_table_bytes_are_segment_bytes_and_corrections_replace_one_rung(zones_run):
+    """``segment_bytes`` of a ladder stream is its table column; a correction changes chosen rungs only."""
+    res, work = zones_run
+    for j, crf in enumerate(res.table.crfs):
+        assert segment_bytes(work / "ladder" / f"c{crf}.mp4", 8) == [row[j] for row in res.table.bytes]
+    fixed = corrected_table(res.table, [0, 2], [111, 222])
+    assert fixed.bytes[0] == (111, *res.table.bytes[0][1:])
+    assert fixed.bytes[1] == (*res.table.bytes[1][:2], 222)
+    assert fixed.psnr == res.table.psnr and fixed.total_bytes([0, 2]) == 333
 
 
 def test_study_tool_sr_aware_report_and_resume(two_source_clip, repo_root, tmp_path, capsys):
-    """``archival_study --sr-aware``: per video a uniform and an SR-aware curve of 3 points each, a report
-    whose mean BD-rate is the JSON's, each SR-aware stream within its budget; a re-run measures nothing."""
+    """``archival_study --sr-aware``: per video a uniform curve of 3 points and SR-aware points at the 2
+    budgets asked for, a report whose mean BD-rate is the JSON's, each SR-aware stream within its budget;
+    a budget off the ladder is one error line; a re-run measures nothing."""
     from basicvsr_archival.tools.archival_study import main
+    from basicvsr_archival.utils.cli import run_cli
 
     argv = [
         str(repo_root / "configs/archival/study_tiny_ci.py"), str(two_source_clip), "-o", str(tmp_path / "w"),
         "--sr-aware", "--no-progress", "--cfg-options", "codec.extra_args=[-threads,1]",
         "codec.sr_aware.enabled=True", "codec.sr_aware.gop=8", "codec.sr_aware.crfs=[26,30,38]",
-        "study.variants=[full,sr_finetuned]",
+        "study.variants=[full,sr_finetuned]", "study.sr_aware_budgets=[26,30]",
     ]  # fmt: skip
+    bad = [*argv[:-1], "study.sr_aware_budgets=[27]"]
+    assert run_cli(main, bad) == 1
+    assert "study.sr_aware_budgets [27] must be CRFs of the ladder [26, 30, 38]" in capsys.readouterr().err
     assert main(argv) == 0
     out = tmp_path / "w" / "sr_aware"
     data = json.loads((out / "sr_aware.json").read_text())
     rec = data["measured"]["videos"]["clip"]
     assert data["measured"]["model_crf"] == 30 and rec["segments"] == 2 and rec["frames"] == 16
     assert [u["crf"] for u in rec["uniform"]] == [26, 30, 38]
+    assert [p["budget_crf"] for p in rec["sr_aware"]] == [26, 30] == data["measured"]["budget_crfs"]
     psnr = [u["psnr"] for u in rec["uniform"]]
     assert all(math.isfinite(q) and 15 < q < 60 for q in psnr) and psnr[0] > psnr[-1]
     for u, p in zip(rec["uniform"], rec["sr_aware"]):  # closed GOPs may not fit the smallest budget
@@ -143,6 +181,19 @@ def test_study_tool_sr_aware_report_and_resume(two_source_clip, repo_root, tmp_p
     assert f"{mean:+.1f} % on file" in (out / "sr_aware.md").read_text()
     assert (out / "sr_aware_rd.png").stat().st_size > 10_000
     assert f"mean BD-rate: {mean:+.1f} %" in capsys.readouterr().out
+    assert [c["budget_crf"] for c in rec["cbr"]] == [26, 30] and "bd_rate" in row["cbr"]
+    assert all(c["bytes"] > c["payload"] > 0 and 15 < c["psnr"] < 60 for c in rec["cbr"])
+    assert "| vs constant bitrate |" in (out / "sr_aware.md").read_text()
     points = tmp_path / "w" / "videos" / "clip" / "sr_aware" / "points.json"
     before = points.stat().st_mtime_ns
     assert main(argv) == 0 and points.stat().st_mtime_ns == before
+    # a record from before the constant-bitrate baseline: only that is measured and added
+    old = json.loads(points.read_text())
+    cbr = old.pop("cbr")
+    points.write_text(json.dumps(old))
+    streams = sorted(points.parent.glob("sr_aware_budget_crf*.mp4"))
+    stamps = [f.stat().st_mtime_ns for f in streams]
+    assert main(argv) == 0 and len(streams) == 2
+    again = json.loads(points.read_text())
+    assert again["cbr"] == cbr and again["sr_aware"] == old["sr_aware"]
+    assert [f.stat().st_mtime_ns for f in streams] == stamps
