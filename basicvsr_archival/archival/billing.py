@@ -140,10 +140,15 @@ def tier_config(tier: StorageTier) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class BilledObject:
-    """One object the provider bills: ``nbytes`` stored, ``share`` of it charged to one video (0 < s <= 1)."""
+    """One object the provider bills: ``nbytes`` stored, ``share`` of it charged to one video (0 < s <= 1).
+
+    ``grows``: its size grows with the video's length (a stream: LR bitstream, audio), unlike the model
+    and the manifest.
+    """
 
     nbytes: float
     share: float = 1.0
+    grows: bool = False
 
     def __post_init__(self) -> None:
         """Validate the size and the share."""
@@ -161,7 +166,7 @@ def sr_archive_objects(
     """
     if model_shared_by < 1:
         raise CostModelError(f"model_shared_by must be >= 1, got {model_shared_by}")
-    objs = [BilledObject(float(lr_bytes))]
+    objs = [BilledObject(float(lr_bytes), grows=True)]
     if model_bytes > 0:
         objs.append(BilledObject(float(model_bytes), 1.0 / model_shared_by))
     if manifest_bytes > 0:

@@ -265,6 +265,29 @@ def catalog_tco_curve(
     return {"views_per_month": list(views), "original_usd": orig, "plan_usd": planned}
 
 
+def scale_length(video: PlanVideo, k: float) -> PlanVideo:
+    """``video`` as if it lasted ``k`` times as long with the same content (a clip standing for a video).
+
+    What grows with the length is multiplied by ``k``: the original's bytes (and objects), each SR
+    option's stream objects (``BilledObject.grows``) and its restore seconds (frames x pixels /
+    throughput); the model, the manifest and the fine-tuning are paid once. An SR option's bytes are
+    again ``sum_j s_j b_j`` over its objects. Quality is the clip's.
+    """
+    if not (k > 0 and math.isfinite(k)):
+        raise PlanError(f"length scale must be a number > 0, got {k!r}")
+    o = video.original
+    original = dataclasses.replace(
+        o, bytes=o.bytes * k, objects=tuple(dataclasses.replace(b, nbytes=b.nbytes * k) for b in o.objects)
+    )
+    sr = []
+    for opt in video.sr:
+        objs = tuple(dataclasses.replace(b, nbytes=b.nbytes * k) if b.grows else b for b in opt.objects)
+        nbytes = sum(b.nbytes * b.share for b in objs) if objs else opt.bytes * k
+        restore = opt.restore_seconds * k
+        sr.append(dataclasses.replace(opt, bytes=nbytes, objects=objs, restore_seconds=restore))
+    return PlanVideo(video.id, original, tuple(sr))
+
+
 def sr_option_from_point(point: Mapping[str, Any], shared_by: int = 1) -> PlanOption:
     """A study point (``sr_finetuned`` / ``sr_base`` of ``results.json``) as an SR option."""
     d = point["bytes_detail"]

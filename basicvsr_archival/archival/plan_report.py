@@ -77,6 +77,16 @@ def plot_saving_vs_access(plan: Mapping[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+def _length_note(k: float) -> str:
+    """A sentence on ``--length-scale`` (empty at 1)."""
+    if k == 1.0:
+        return ""
+    return (
+        f" Each video is priced as {k:g} times as long with the same content (streams and restores "
+        "scale, the model and its fine-tuning do not; quality is the clip's)."
+    )
+
+
 def markdown(plan: Mapping[str, Any]) -> str:
     """The report text: the summary, then one row per video."""
     s = plan["summary"]
@@ -91,7 +101,7 @@ def markdown(plan: Mapping[str, Any]) -> str:
         "# Storage plan",
         "",
         f"{s['videos']} videos, prices `{s['prices']}`, horizon {p['horizon_days']:g} days, "
-        f"quality floor: {floor}, packing `{p['packing']}`.",
+        f"quality floor: {floor}, packing `{p['packing']}`." + _length_note(s.get("length_scale", 1.0)),
         "",
         f"* SR archival pays for **{100 * s['share_of_videos_sr_pays']:.1f} %** of the videos "
         f"({100 * s['share_of_bytes_sr_pays']:.1f} % of the original bytes);",

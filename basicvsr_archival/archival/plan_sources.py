@@ -30,6 +30,8 @@ from .study import _measure, _read_json
 from .study_analysis import write_json_atomic
 from .throughput import ThroughputProfile
 
+STREAM_ROLES = ("lr_bitstream", "audio")  # members whose bytes grow with the video's length
+
 
 def videos_from_study(work_dir: Path, original_crf: int | None = None) -> list[PlanVideo]:
     """Plan videos from a study's ``results.json`` (see the module docstring)."""
@@ -95,7 +97,8 @@ def _store_option(
     objects = []
     for entry in manifest["members"].values():
         size = st.object_path(entry["sha256"]).stat().st_size
-        objects.append(BilledObject(float(size), 1.0 / sharing if entry["role"] == "model" else 1.0))
+        share = 1.0 / sharing if entry["role"] == "model" else 1.0
+        objects.append(BilledObject(float(size), share, grows=entry["role"] in STREAM_ROLES))
     objects.append(BilledObject(float(st.object_path(row["manifest_sha"]).stat().st_size)))
     restore_s = float(rec["restore_seconds"])
     if profile is not None:

@@ -11,6 +11,8 @@ Writes PLAN_DIR/plan.md, plan.json and plots. A store's videos are restored once
     python tools/plan_storage.py store/ --access-model zipf:s=1.1,mean=2.0 -o plan/ --min-quality 30
     python tools/plan_storage.py work_dirs/study --access-model zipf:s=1.1,mean=2.0 -o plan/ \\
         --prices ncs2023 --metric vmaf --tolerance 1
+    python tools/plan_storage.py store/ --access-model zipf:s=1.1,mean=2.0 -o plan/ --min-quality 30 \
+        --length-scale 300     # 2-second clips standing for 10-minute videos
 
 ``access.csv``: header ``id,views_per_month``, ids as in ``tools/catalog.py`` (or the study's video ids).
 """
@@ -31,6 +33,7 @@ from basicvsr_archival.archival.plan import (
     make_plan,
     parse_zipf,
     read_access_csv,
+    scale_length,
     zipf_access,
 )
 from basicvsr_archival.archival.plan_report import write_plan
@@ -71,12 +74,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rewrite-days", type=float, default=math.inf, help="days between rewrites (inf: once)"
     )
     parser.add_argument("--throughput-profile", help="price restores from this profile (bench_throughput.py)")
+    parser.add_argument(
+        "--length-scale", type=float, default=1.0,
+        help="price each video as K times as long, same content (streams and restores grow; model does not)",
+    )  # fmt: skip
     parser.add_argument("--vmaf", action="store_true", help="also measure VMAF of a store's videos")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     if store_mod.is_store(args.source) and args.original_crf is None and args.min_quality is None:
         parser.error("a store's original is the source itself: give --min-quality or --original-crf")
+    if not (args.length_scale > 0 and math.isfinite(args.length_scale)):
+        parser.error(f"--length-scale must be a number > 0, got {args.length_scale}")
     if args.metric == "vmaf" and store_mod.is_store(args.source) and not args.vmaf:
         parser.error("--metric vmaf on a store needs --vmaf (measure it)")
     return args
@@ -104,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         videos = videos_from_study(src, args.original_crf)
+    if args.length_scale != 1.0:
+        videos = [scale_length(v, args.length_scale) for v in videos]
     ids = [v.id for v in videos]
     access = read_access_csv(Path(args.access), ids) if args.access else zipf_access(args.access_model, ids)
     plan = make_plan(videos, access, cost, policy, str(args.prices))
+    plan["summary"]["length_scale"] = args.length_scale
     plan["curve"] = catalog_tco_curve(videos, cost, policy, list(np.geomspace(0.01, 100.0, 41)))
     paths = write_plan(plan, out)
     s = plan["summary"]

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from basicvsr_archival.archival.billing import sr_archive_objects
 from basicvsr_archival.archival.collection import archive_collection
 from basicvsr_archival.archival.plan import (
     PlanError,
@@ -17,6 +18,7 @@ from basicvsr_archival.archival.plan import (
     make_plan,
     plan_video,
     read_access_csv,
+    scale_length,
     zipf_access,
 )
 from basicvsr_archival.archival.prices import load_prices
@@ -57,6 +59,23 @@ def test_catalog_summary_by_hand():
     assert s["share_of_bytes_sr_pays"] == pytest.approx(1e9 / 5e9)
     assert s["saving_usd"] == pytest.approx(0.048 - 0.012)
     assert s["break_even_views_per_month"] == pytest.approx(0.036 / 0.0924)  # median of (x, x, 0)
+
+
+def test_length_scale_by_hand():
+    """x10: streams, the original and restores grow; the shared model, the manifest and fine-tuning do not."""
+    objs = sr_archive_objects(0.2e9, 0.1e9, 1e3, model_shared_by=2)
+    sr = PlanOption("sr", 0.25e9 + 1e3, {"psnr": 35.8}, 360.0, 50.0, objs, "cuda")
+    long = scale_length(PlanVideo("v", PlanOption("full", 1e9, {"psnr": 36.0}), (sr,)), 10.0)
+    assert long.original.bytes == 1e10 and long.original.quality == {"psnr": 36.0}
+    (opt,) = long.sr
+    assert [(o.nbytes, o.share) for o in opt.objects] == [(2e9, 1.0), (0.1e9, 0.5), (1e3, 1.0)]
+    assert opt.bytes == pytest.approx(2.05e9 + 1e3) and opt.restore_seconds == 3600.0
+    assert opt.finetune_seconds == 50.0 and opt.quality == {"psnr": 35.8}
+    # no objects: all of the option grows. At 0 views, Archive 0.048 $/GB over 12 months: 2 GB vs 0.5 GB
+    row = plan_video(scale_length(_video(), 2.0), 0.0, NCS, POLICY)
+    assert row["tco_original_usd"] == pytest.approx(0.096) and row["tco_usd"] == pytest.approx(0.024)
+    with pytest.raises(PlanError, match="length scale"):
+        scale_length(_video(), 0.0)
 
 
 def test_access_models(tmp_path):
@@ -117,6 +136,16 @@ def test_plan_storage_tool_on_a_store(small_store, tmp_path, capsys):
     assert len(measured) == 2 and all(json.loads(p.read_text())["psnr"] > 15 for p in measured)
     assert run_cli(plan_main, argv) == 0  # measurements reused
     assert [p.stat().st_mtime_ns for p in measured] == stamps
+    long = tmp_path / "plan_x1000"
+    assert run_cli(plan_main, [*argv[:4], str(long), *argv[5:], "--length-scale", "1000"]) == 0
+    plan_long = json.loads((long / "plan.json").read_text())
+    assert plan_long["summary"]["length_scale"] == 1000.0
+    assert "1000 times as long" in (long / "plan.md").read_text()
+    for r in plan_long["videos"]:
+        assert r["original_bytes"] == pytest.approx(1000 * rows[r["id"]]["original_bytes"])
+    with pytest.raises(SystemExit) as exc:
+        plan_main([*argv, "--length-scale", "0"])
+    assert exc.value.code == 2
     capsys.readouterr()
     assert run_cli(plan_main, [str(store), "--access-model", "zipf:s=1", "-o", str(tmp_path / "p2"),
                                "--min-quality", "15"]) == 1  # fmt: skip
