@@ -45,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_collection import cut
+from bench_collection import BASE_SOURCE, SOURCES, VIDEOS, cut
 
 from basicvsr_archival.archival.collection import archive_collection
 from basicvsr_archival.archival.sr_aware import concat_segments
@@ -57,9 +57,6 @@ from basicvsr_archival.tools import plan_storage
 from basicvsr_archival.utils.ffmpeg import probe_video
 
 REPO = Path(__file__).resolve().parents[1]
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
-SOURCES = ("bigbuckbunny.mp4", "Megamind.avi", "carphone_pristine.mp4", "tree.avi")
-BASE_SOURCE = "box.mp4"
 PHASES = ("sr_aware", "ladder", "plan")
 PAPER = "NCS (HotStorage '23): lower tiers pay below 0.85 views/month (25 % of videos), with NCS 2.73 (38 %)"
 

@@ -402,9 +402,9 @@ def plot_tco(video: Mapping[str, Any], path: Path) -> None:
 
 
 def _save(fig: Figure, path: Path) -> None:
-    """Save a PNG to a temporary file beside ``path`` and rename it into place."""
+    """Save a PNG (whatever the suffix of ``path``) beside ``path`` under a temporary name, then rename."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, format="png", dpi=110)
 
 
 def write_report(results: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:

@@ -254,7 +254,6 @@ def _choose(
         stats = trained[size]["stats"]
         encoded[size] = encode_size(cfg, size, read_state_dict(trained[size]["checkpoint"]), *base)
         mid, blocks = MODEL_SIZES[size]
-        gen = {"mid_channels": mid, "num_blocks": blocks}
         ft_s = float(stats.get("seconds") or 0.0)
         fps, restore, tco, tiers = {}, [], [], set()
         for v, own_b in zip(videos, own):
@@ -262,8 +261,8 @@ def _choose(
             frames = int(v["info"]["encode_lr"]["num_frames"])
             rate = profile.pixel_rate(size, ladder.device, ladder.precision, w * h, cfg.codec.scale)
             fps[f"{w}x{h}"] = rate / (w * h)
-            secs = profile.generator_restore_seconds(
-                gen, ladder.device, ladder.precision, frames, w, h, cfg.codec.scale
+            secs = profile.restore_seconds(
+                size, ladder.device, ladder.precision, frames, w, h, cfg.codec.scale
             )
             opt = video_tco(
                 cost, ladder, original_bytes=v["info"]["probe"]["bytes"], own_bytes=own_b,
@@ -300,7 +299,7 @@ def plot_ladder(clusters: Sequence[Mapping[str, Any]], path: Path) -> Path | Non
     """
     from matplotlib.figure import Figure
 
-    from basicvsr_archival.utils.atomic import atomic_path
+    from .report import _save
 
     ladders = [(c["id"], (c.get("settings") or {}).get("size_ladder")) for c in clusters]
     ladders = [(cid, lad) for cid, lad in ladders if lad]
@@ -324,6 +323,5 @@ def plot_ladder(clusters: Sequence[Mapping[str, Any]], path: Path) -> Path | Non
     )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    _save(fig, Path(path))
     return Path(path)

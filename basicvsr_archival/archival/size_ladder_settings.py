@@ -21,7 +21,7 @@ from .billing import CostModelError
 from .package import ArchiveError
 from .prices import prices_path
 from .restore_settings import PRECISIONS
-from .throughput import MODEL_SIZES
+from .throughput import MODEL_SIZES, model_size_name
 
 KEY = "model.size_ladder"
 DEVICES = ("cpu", "cuda")
@@ -106,8 +106,7 @@ class SizeLadderSettings:
 
     def check_base(self, generator: Mapping[str, Any], has_base: bool) -> None:
         """c64n7 is never trained from scratch: it needs a base checkpoint of the config's generator size."""
-        own = (int(generator.get("mid_channels", 64)), int(generator.get("num_blocks", 7)))
-        if "c64n7" in self.sizes and not (has_base and own == MODEL_SIZES["c64n7"]):
+        if "c64n7" in self.sizes and not (has_base and model_size_name(generator) == "c64n7"):
             raise SizeLadderError(
                 f"{KEY}.sizes: c64n7 needs base_checkpoint with a c64n7 model.generator (it is not "
                 "fine-tuned from scratch)"

@@ -126,6 +126,11 @@ def cbr_codec(codec: CodecSettings, payload: int, frames: int, fps: float, gop: 
     return replace(codec, crf=None, bitrate=str(rate), extra_args=(*codec.extra_args, *vbv))
 
 
+def _mean_post_sr(model: Any, path: Path, source: Path, chunks: tuple[int | None, int | None]) -> float:
+    """Mean per-frame post-SR PSNR of the stream ``path`` against ``source`` (the restore's chunks)."""
+    return float(np.mean(post_sr_psnr(model, [path], source, *chunks)))
+
+
 def _cbr_points(
     source: Path, folder: Path, codec: CodecSettings, gop: int, budgets: Sequence[Mapping[str, Any]],
     model: Any, chunks: tuple[int | None, int | None],
@@ -135,7 +140,7 @@ def _cbr_points(
     for b in budgets:
         rated = cbr_codec(codec, b["budget"], info.num_frames, float(info.fps), gop)
         enc = encode_lr(source, folder / f"cbr_budget_crf{b['budget_crf']}.mp4", rated)
-        q = float(np.mean(post_sr_psnr(model, [enc.dst], source, *chunks)))
+        q = _mean_post_sr(model, enc.dst, source, chunks)
         out.append({"budget_crf": b["budget_crf"], "bytes": enc.dst.stat().st_size,
                     "payload": stream_payload(enc.dst).bytes, "psnr": q})  # fmt: skip
     return out
@@ -144,7 +149,7 @@ def _cbr_points(
 def measure_video(
     study: Study, source: Path, folder: Path, scale: int, crf: int, base: Path | None, progress: bool = False
 ) -> dict[str, Any]:
-    """Steps 1-3 of the module docstring for one (prepared) source: the uniform and SR-aware points."""
+    """Steps 1-4 of the module docstring for one (prepared) source: uniform, SR-aware and CBR points."""
     settings = sr_aware_settings(study)
     model, cfg = _model(study, source, folder, scale, crf, base, progress)
     chunks = (cfg.restore.max_seq_len, cfg.restore.overlap)
@@ -159,23 +164,23 @@ def measure_video(
             dst, q = ladder.files[c][0], table.mean_psnr([j] * n)
         else:
             dst = encode_lr(source, folder / f"uniform_crf{c}.mp4", replace(codec, crf=c, bitrate=None)).dst
-            q = float(np.mean(post_sr_psnr(model, [dst], source, *chunks)))
+            q = _mean_post_sr(model, dst, source, chunks)
         nbytes, payload = dst.stat().st_size, stream_payload(dst).bytes
         uniform.append({"crf": c, "bytes": nbytes, "payload": payload, "psnr": q})
     points, budgets = [], budget_crfs(study)
     for u in (u for u in uniform if not budgets or u["crf"] in budgets):
         dst = folder / f"sr_aware_budget_crf{u['crf']}.mp4"
         res = write_allocation(source, dst, codec, settings, ladder, u["payload"], lad_dir / "concat.txt")
-        q = float(np.mean(post_sr_psnr(model, [res.dst], source, *chunks)))
+        q = _mean_post_sr(model, res.dst, source, chunks)
         points.append({"budget_crf": u["crf"], "budget": u["payload"], "bytes": res.bytes,
                        "payload": res.stream_bytes, "psnr": q, "predicted_psnr": res.predicted_psnr,
                        "crfs": res.crfs, "goal_met": res.goal_met})  # fmt: skip
     shutil.rmtree(lad_dir, ignore_errors=True)
     cbr = _cbr_points(source, folder, codec, settings.gop, points, model, chunks)
-    return {"model_crf": crf, "scale": scale, "gop": settings.gop, "frames": sum(ladder.table.frames),
-            "segments": len(ladder.table.frames), "uniform": uniform, "sr_aware": points,
-            "ladder": ladder.table.to_dict(), "seconds": ladder.seconds, "mode": settings.mode,
-            "uniform_same_gops": ladder.table.uniform_points(), "cbr": cbr}  # fmt: skip
+    return {"model_crf": crf, "scale": scale, "gop": settings.gop, "frames": sum(table.frames),
+            "segments": n, "uniform": uniform, "sr_aware": points,
+            "ladder": table.to_dict(), "seconds": ladder.seconds, "mode": settings.mode,
+            "uniform_same_gops": table.uniform_points(), "cbr": cbr}  # fmt: skip
 
 
 def run_sr_aware_study(

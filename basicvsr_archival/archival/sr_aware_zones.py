@@ -86,8 +86,10 @@ def build_zone_ladder(
     max_seq_len: int | None = None,
     overlap: int | None = None,
 ) -> Ladder:
-    """Step 1: the whole stream at every ladder CRF (``FOLDER/c<crf>.mp4``) and the per-segment table."""
-    settings.check_codec(codec)
+    """Step 1: the whole stream at every ladder CRF (``FOLDER/c<crf>.mp4``) and the per-segment table.
+
+    Called by :func:`.sr_aware.build_ladder`, which has checked ``codec`` against ``settings``.
+    """
     out, gop = Path(folder), settings.gop
     out.mkdir(parents=True, exist_ok=True)
     files, cols_b, cols_q, t_enc, t_sr = {}, [], [], 0.0, 0.0

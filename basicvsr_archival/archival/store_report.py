@@ -270,7 +270,8 @@ def catalog_lines(data: dict[str, Any], root: PathLike) -> list[str]:
             f"cluster {c['id']}: {c['method']}, {c['state']}, {len(c['videos'])} videos "
             f"[{', '.join(c['videos'])}], model {model}"
         )
-        lines += [line for line in (_ladder_line(c),) if line]
+        if ladder := _ladder_line(c):
+            lines.append(ladder)
     kinds = ", ".join(f"{k} {e['count']} ({e['bytes']} B)" for k, e in sorted(objs["by_kind"].items()))
     lines.append(f"objects: {kinds or 'none'}")
     return lines

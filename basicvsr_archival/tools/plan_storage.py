@@ -11,7 +11,7 @@ Writes PLAN_DIR/plan.md, plan.json and plots. A store's videos are restored once
     python tools/plan_storage.py store/ --access-model zipf:s=1.1,mean=2.0 -o plan/ --min-quality 30
     python tools/plan_storage.py work_dirs/study --access-model zipf:s=1.1,mean=2.0 -o plan/ \\
         --prices ncs2023 --metric vmaf --tolerance 1
-    python tools/plan_storage.py store/ --access-model zipf:s=1.1,mean=2.0 -o plan/ --min-quality 30 \
+    python tools/plan_storage.py store/ --access-model zipf:s=1.1,mean=2.0 -o plan/ --min-quality 30 \\
         --length-scale 300     # 2-second clips standing for 10-minute videos
 
 ``access.csv``: header ``id,views_per_month``, ids as in ``tools/catalog.py`` (or the study's video ids).
